@@ -1,7 +1,23 @@
 /* smtp_cmd.h - SMTP command lines (RFC 5321 §4.1).
  *
  * smtp_cmd_parse takes one complete command line without its CRLF and names
- * the verb; the argument is a slice of the line. Pure; no allocation.
+ * the verb; the argument is a slice of the line. Pure; no allocation; any
+ * thread. The slices in struct smtp_cmd point into the line and live as long
+ * as it does.
+ *
+ * What the parser does with odd lines (the server picks the reply):
+ * - verbs are ASCII case-insensitive and end at SP or at the end of the line;
+ *   anything else in the verb (HTAB, NUL, a control byte, 8-bit) makes it
+ *   SMTP_CMD_UNKNOWN;
+ * - trailing SP and HTAB are trimmed from the argument; the spaces between
+ *   the verb and the argument are skipped;
+ * - NUL and other control bytes inside the argument are left in arg as they
+ *   are: the parser does not judge them, the path and parameter parsers
+ *   reject them, and the server rejects them for the other verbs;
+ * - an argument given to a verb that takes none (DATA x, QUIT x) is returned
+ *   as-is, with syntax_error clear: the server decides it is a 501;
+ * - a line that starts like an HTTP request ("GET ", "POST ", "CONNECT ",
+ *   "HEAD ", "PUT ", any case) or an HTTP "Host:" header is SMTP_CMD_HTTP.
  */
 #ifndef RINGMTA_CORE_SMTP_CMD_H
 #define RINGMTA_CORE_SMTP_CMD_H
@@ -30,11 +46,13 @@ struct smtp_cmd {
 	enum smtp_cmd_id id;
 	struct slice verb; /* as written */
 	/* The argument: for MAIL, what follows "FROM:"; for RCPT, what follows
-	 * "TO:"; for the others, what follows the verb and its spaces. An
-	 * argument of MAIL without "FROM:" (or RCPT without "TO:") is a syntax
-	 * error, flagged by syntax_error. */
+	 * "TO:"; for the others, what follows the verb and its spaces. The one
+	 * space Postfix tolerates after the colon ("MAIL FROM: <a@b>") is left
+	 * in arg for smtp_path_parse to skip. MAIL without "FROM:" (or RCPT
+	 * without "TO:", or either with no argument at all) sets syntax_error
+	 * and leaves the whole argument in arg. */
 	struct slice arg;
-	int syntax_error;  /* nonzero: the verb is known but the line is malformed */
+	int syntax_error; /* nonzero: the verb is known but the line is malformed */
 };
 
 /* smtp_cmd_parse - name the command on one line (no CRLF) */

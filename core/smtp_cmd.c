@@ -1,0 +1,92 @@
+/* smtp_cmd.c - naming the command on one SMTP line (RFC 5321 §4.1).
+ *
+ * Purpose: split a complete command line (CRLF removed) into a verb and an
+ * argument, and recognise HTTP sent to the SMTP port.
+ * Invariants: never reads outside line[0..len); every output slice lies
+ * inside the line; no allocation, no state.
+ * Threads: any; pure.
+ */
+#include "core/smtp_cmd.h"
+
+static const struct {
+	const char *text;
+	size_t len;
+} smtp_cmd_names[SMTP_CMD__COUNT] = {
+	[SMTP_CMD_UNKNOWN] = { "", 0 },
+#define X(name, text) [SMTP_CMD_##name] = { text, sizeof(text) - 1 },
+	SMTP_CMD_LIST(X)
+#undef X
+	[SMTP_CMD_HTTP] = { "HTTP", 4 },
+};
+
+/* HTTP request methods that show a web client (or a cross-protocol attack
+ * through one) is talking to the SMTP port; each must be followed by SP. */
+static const struct slice smtp_cmd_http_methods[] = {
+	SLICE_LIT("GET"), SLICE_LIT("POST"), SLICE_LIT("CONNECT"), SLICE_LIT("HEAD"), SLICE_LIT("PUT"),
+};
+
+/* smtp_cmd_lookup - the id of a verb, SMTP_CMD_UNKNOWN if none */
+static enum smtp_cmd_id smtp_cmd_lookup(struct slice verb)
+{
+	for (int id = SMTP_CMD_UNKNOWN + 1; id < SMTP_CMD_HTTP; id++)
+		if (smtp_cmd_names[id].len == verb.len &&
+		    slice_eq_nocase(verb, slice_make(smtp_cmd_names[id].text, verb.len)))
+			return (enum smtp_cmd_id)id;
+	return SMTP_CMD_UNKNOWN;
+}
+
+/* smtp_cmd_is_http - does the line start like an HTTP request or header */
+static bool smtp_cmd_is_http(struct slice line, struct slice verb)
+{
+	if (slice_starts_nocase(line, SLICE_LIT("Host:")))
+		return true;
+	if (verb.len == line.len) /* the method must be followed by SP */
+		return false;
+	for (size_t i = 0; i < sizeof smtp_cmd_http_methods / sizeof smtp_cmd_http_methods[0]; i++)
+		if (slice_eq_nocase(verb, smtp_cmd_http_methods[i]))
+			return true;
+	return false;
+}
+
+/* smtp_cmd_path_arg - the argument after "FROM:" or "TO:"; false if absent */
+static bool smtp_cmd_path_arg(struct slice arg, struct slice prefix, struct slice *out)
+{
+	if (!slice_starts_nocase(arg, prefix))
+		return false;
+	*out = slice_make(arg.ptr + prefix.len, arg.len - prefix.len);
+	return true;
+}
+
+/* smtp_cmd_parse - name the command on one line (no CRLF) */
+void smtp_cmd_parse(struct slice line, struct smtp_cmd *out)
+{
+	const char *p = line.ptr, *end = line.ptr + line.len;
+	const char *v;
+
+	while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	for (v = p; v < end && *v != ' '; v++)
+		;
+	out->verb = slice_make(p, (size_t)(v - p));
+	out->syntax_error = 0;
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	out->arg = slice_make(v, (size_t)(end - v));
+	if (smtp_cmd_is_http(line, out->verb)) {
+		out->id = SMTP_CMD_HTTP;
+		return;
+	}
+	out->id = smtp_cmd_lookup(out->verb);
+	if (out->id == SMTP_CMD_MAIL)
+		out->syntax_error = !smtp_cmd_path_arg(out->arg, SLICE_LIT("FROM:"), &out->arg);
+	else if (out->id == SMTP_CMD_RCPT)
+		out->syntax_error = !smtp_cmd_path_arg(out->arg, SLICE_LIT("TO:"), &out->arg);
+}
+
+/* smtp_cmd_name - the verb's canonical text, "" for UNKNOWN */
+const char *smtp_cmd_name(enum smtp_cmd_id id)
+{
+	if ((unsigned)id >= SMTP_CMD__COUNT)
+		return "";
+	return smtp_cmd_names[id].text;
+}
