@@ -16,6 +16,13 @@
  *    "Received:" (any case) are counted, for mail-loop detection.
  * Emitted slices, concatenated, are the message as it will be stored: CRLF
  * line endings, no stuffing, no terminating ".CRLF". Pure; no allocation.
+ *
+ * Raw mode (smtp_data_init_raw) is for BDAT bodies (RFC 3030): binary
+ * transparent, so no unstuffing, no end marker and no normalisation; every
+ * input is emitted as one slice and only Received: headers are counted (a
+ * header line there ends at LF, with or without CR). The caller knows where
+ * each chunk ends and calls smtp_data_init_raw once per message, not per
+ * chunk, so the header count spans chunks.
  */
 #ifndef RINGMTA_CORE_SMTP_DATA_H
 #define RINGMTA_CORE_SMTP_DATA_H
@@ -49,13 +56,24 @@ struct smtp_data_out {
 /* smtp_data_init - ready to scan a new body */
 void smtp_data_init(struct smtp_data *d);
 
+/* smtp_data_init_raw - ready to take a BDAT body verbatim (see above) */
+void smtp_data_init_raw(struct smtp_data *d);
+
 /* smtp_data_scan - scan in[0..len); append body slices to out.
  *
  * Returns the bytes of in consumed. It stops early, with fewer than len
  * consumed, when the end of data was reached (the rest belongs to the next
- * command) or when out is full (call again with room). Slices into in are
- * valid as long as in is; slices into constants forever. */
+ * command) or when out is full (call again with the rest and with room).
+ * Every call with room for at least one slice makes progress: it consumes
+ * bytes or emits slices. It may emit a slice and consume nothing, when a
+ * byte held back at the end of the previous input turns out to be content.
+ * After the end of data it consumes nothing. Slices into in are valid as
+ * long as in is; slices into constants forever (smtp_data_slice_static). */
 size_t smtp_data_scan(struct smtp_data *d, const char *in, size_t len, struct smtp_data_out *out);
+
+/* smtp_data_slice_static - the slice lies in the scanner's own constants
+ * (a normalised CRLF or a re-emitted held-back byte), not in any input */
+bool smtp_data_slice_static(struct slice s);
 
 /* smtp_data_done - the terminating CRLF.CRLF has been consumed */
 static inline bool smtp_data_done(const struct smtp_data *d)
