@@ -1,9 +1,9 @@
 /* crc32c.c - CRC32C by the SSE4.2 instruction or slice-by-8 tables.
  *
  * Pure; any thread. The choice between the two is made by the loader
- * (GNU ifunc) with CPUID, which is inline assembly and pulls in no symbol;
- * the resolver runs before sanitizers are initialised, so it is excluded
- * from their instrumentation.
+ * (GNU ifunc) with CPUID, which is inline assembly and pulls in no symbol.
+ * The resolver runs before a sanitizer runtime is initialised, so sanitizer
+ * and fuzzing builds use the tables instead.
  */
 #include "core/crc32c.h"
 
@@ -15,6 +15,17 @@
 #endif
 
 #include "core/crc32c_table.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CRC32C_INSTRUMENTED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
+#define CRC32C_INSTRUMENTED 1
+#endif
+#endif
+#ifndef CRC32C_INSTRUMENTED
+#define CRC32C_INSTRUMENTED 0
+#endif
 
 /* crc32c_load64 - an unaligned little-endian 64-bit load */
 static inline uint64_t crc32c_load64(const unsigned char *p)
@@ -71,10 +82,6 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, con
 }
 
 /* crc32c_cpu_has_sse42 - CPUID leaf 1, ECX bit 20 */
-__attribute__((no_sanitize_address, no_sanitize_undefined))
-#ifdef __clang__
-__attribute__((no_sanitize("coverage")))
-#endif
 static int crc32c_cpu_has_sse42(void)
 {
 	unsigned a = 0, b = 0, c = 0, d = 0;
@@ -95,13 +102,17 @@ uint32_t crc32c_extend(uint32_t crc, const void *p, size_t n)
 {
 	return crc32c_sse42(crc, p, n);
 }
+#elif CRC32C_INSTRUMENTED
+/* crc32c_extend - sanitizer and fuzzing builds: an ifunc resolver would run
+ * before their runtime is set up, so they use the tables (the instruction
+ * is still tested through crc32c_hw) */
+uint32_t crc32c_extend(uint32_t crc, const void *p, size_t n)
+{
+	return crc32c_sw(crc, p, n);
+}
 #else
 /* crc32c_resolve - the loader's pick for crc32c_extend */
-__attribute__((no_sanitize_address, no_sanitize_undefined))
-#ifdef __clang__
-__attribute__((no_sanitize("coverage")))
-#endif
-static crc32c_fn crc32c_resolve(void)
+__attribute__((used)) static crc32c_fn crc32c_resolve(void)
 {
 	return crc32c_cpu_has_sse42() ? crc32c_sse42 : crc32c_sw;
 }
