@@ -1,0 +1,724 @@
+/* smtp_addr.c - SMTP paths, domains, address literals and ESMTP parameters.
+ *
+ * Purpose: the RFC 5321 §4.1.2 grammar for Reverse-path / Forward-path with
+ * RFC 6531 UTF-8, the §4.1.3 address literals, and the MAIL and RCPT
+ * parameters of RFC 1870, 6152, 3030, 6531, 3461 and 4954.
+ * Invariants: every scanner takes [p, end) and never reads at or past end;
+ * results are slices of the input; lengths are checked after the syntax so
+ * a long but well-formed path is TOO_LONG, not SYNTAX. No allocation, no
+ * state.
+ * Threads: any; pure.
+ */
+#include "core/smtp_addr.h"
+
+/* addr_alpha - ALPHA */
+static inline bool addr_alpha(unsigned char c)
+{
+	return (unsigned)((c | 0x20) - 'a') < 26;
+}
+
+/* addr_digit - DIGIT */
+static inline bool addr_digit(unsigned char c)
+{
+	return (unsigned)(c - '0') < 10;
+}
+
+/* addr_letdig - Let-dig */
+static inline bool addr_letdig(unsigned char c)
+{
+	return addr_alpha(c) || addr_digit(c);
+}
+
+/* addr_hex - HEXDIG in either case (IPv6-hex) */
+static inline bool addr_hex(unsigned char c)
+{
+	return addr_digit(c) || (unsigned)((c | 0x20) - 'a') < 6;
+}
+
+/* addr_hexval - the value of an upper-case hex digit, -1 if it is none
+ * (xtext's hexchar is upper case only, RFC 3461 §4) */
+static inline int addr_hexval(unsigned char c)
+{
+	if (addr_digit(c))
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* addr_atext - RFC 5322 atext, ASCII part */
+static inline bool addr_atext(unsigned char c)
+{
+	if (addr_letdig(c))
+		return true;
+	switch (c) {
+	case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+	case '-': case '/': case '=': case '?': case '^': case '_': case '`': case '{':
+	case '|': case '}': case '~':
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* addr_qtext - qtextSMTP, ASCII part: %d32-33 / %d35-91 / %d93-126 */
+static inline bool addr_qtext(unsigned char c)
+{
+	return c >= 32 && c <= 126 && c != '"' && c != '\\';
+}
+
+/* addr_dcontent - dcontent: %d33-90 / %d94-126 */
+static inline bool addr_dcontent(unsigned char c)
+{
+	return c >= 33 && c <= 126 && c != '[' && c != '\\' && c != ']';
+}
+
+/* addr_utf8_seq - length of the well-formed UTF-8 sequence for a non-ASCII
+ * lead byte at p[0..n) (n >= 1), 0 if malformed (RFC 3629 §4) */
+static size_t addr_utf8_seq(const unsigned char *p, size_t n)
+{
+	unsigned char c = p[0], lo = 0x80, hi = 0xBF;
+	size_t len;
+
+	if (c < 0xC2) /* ASCII is not asked for; 80-C1 are continuation or overlong */
+		return 0;
+	if (c < 0xE0) {
+		len = 2;
+	} else if (c < 0xF0) {
+		len = 3;
+		if (c == 0xE0)
+			lo = 0xA0; /* overlong */
+		else if (c == 0xED)
+			hi = 0x9F; /* surrogates */
+	} else if (c < 0xF5) {
+		len = 4;
+		if (c == 0xF0)
+			lo = 0x90; /* overlong */
+		else if (c == 0xF4)
+			hi = 0x8F; /* past U+10FFFF */
+	} else {
+		return 0;
+	}
+	if (n < len || p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < len; i++)
+		if ((p[i] & 0xC0) != 0x80)
+			return 0;
+	return len;
+}
+
+/* addr_utf8_at - UTF-8 sequence length at p if it is non-ASCII and well formed */
+static inline size_t addr_utf8_at(const char *p, const char *end)
+{
+	return addr_utf8_seq((const unsigned char *)p, (size_t)(end - p));
+}
+
+/* smtp_utf8_valid - s is well-formed UTF-8 */
+bool smtp_utf8_valid(struct slice s)
+{
+	const char *p = s.ptr, *end = s.ptr + s.len;
+
+	while (p < end) {
+		size_t n = 1;
+		if ((unsigned char)*p >= 0x80 && (n = addr_utf8_at(p, end)) == 0)
+			return false;
+		p += n;
+	}
+	return true;
+}
+
+/* addr_local_scan - Local-part (Dot-string / Quoted-string) at p; the end of
+ * it or NULL; *utf8 set when it holds UTF8-non-ascii */
+static const char *addr_local_scan(const char *p, const char *end, bool *utf8)
+{
+	size_t n;
+
+	if (p < end && *p == '"') {
+		for (p++; p < end; p++) {
+			unsigned char c = (unsigned char)*p;
+			if (c == '"')
+				return p + 1;
+			if (c == '\\') { /* quoted-pairSMTP: %d92 %d32-126 */
+				if (end - p < 2 || (unsigned char)p[1] < 32 || p[1] > 126)
+					return NULL;
+				p++;
+			} else if (c >= 0x80) {
+				if ((n = addr_utf8_at(p, end)) == 0)
+					return NULL;
+				*utf8 = true;
+				p += n - 1;
+			} else if (!addr_qtext(c)) {
+				return NULL;
+			}
+		}
+		return NULL; /* no closing quote */
+	}
+	for (;;) { /* Atom *("." Atom) */
+		const char *atom = p;
+		while (p < end) {
+			unsigned char c = (unsigned char)*p;
+			if (addr_atext(c)) {
+				p++;
+			} else if (c >= 0x80) {
+				if ((n = addr_utf8_at(p, end)) == 0)
+					return NULL;
+				*utf8 = true;
+				p += n;
+			} else {
+				break;
+			}
+		}
+		if (p == atom)
+			return NULL;
+		if (p == end || *p != '.')
+			return p;
+		p++;
+	}
+}
+
+/* addr_domain_scan - sub-domain *("." sub-domain) at p; the end of it or
+ * NULL. An LDH label starts and ends with Let-dig (Ldh-str may not end in
+ * "-") and has at most 63 octets; a U-label (RFC 6531) may also hold
+ * well-formed UTF8-non-ascii when allow_utf8. */
+static const char *addr_domain_scan(const char *p, const char *end, bool allow_utf8, bool *utf8)
+{
+	for (;;) {
+		const char *label = p;
+		bool u = false, hyphen_last = false;
+		size_t n;
+		while (p < end) {
+			unsigned char c = (unsigned char)*p;
+			if (addr_letdig(c)) {
+				p++;
+				hyphen_last = false;
+			} else if (c == '-') {
+				p++;
+				hyphen_last = true;
+			} else if (c >= 0x80 && allow_utf8 && (n = addr_utf8_at(p, end)) != 0) {
+				p += n;
+				u = true;
+				hyphen_last = false;
+			} else {
+				break;
+			}
+		}
+		if (p == label || *label == '-' || hyphen_last || (!u && p - label > 63))
+			return NULL;
+		*utf8 |= u;
+		if (p == end || *p != '.')
+			return p;
+		p++;
+	}
+}
+
+/* addr_ipv4_valid - IPv4-address-literal: Snum 3("." Snum), Snum 0-255 in
+ * 1*3DIGIT */
+static bool addr_ipv4_valid(const char *p, const char *end)
+{
+	for (int part = 0; part < 4; part++) {
+		unsigned v = 0;
+		int digits = 0;
+		if (part > 0) {
+			if (p == end || *p != '.')
+				return false;
+			p++;
+		}
+		while (p < end && addr_digit((unsigned char)*p) && digits < 3) {
+			v = v * 10 + (unsigned)(*p - '0');
+			p++;
+			digits++;
+		}
+		if (digits == 0 || v > 255)
+			return false;
+	}
+	return p == end;
+}
+
+/* addr_ipv6_valid - IPv6-addr of RFC 5321 §4.1.3: IPv6-full, IPv6-comp,
+ * IPv6v4-full, IPv6v4-comp. "::" stands for at least two groups, so at most
+ * six groups (an IPv4 tail counting as two) may stand beside it. */
+static bool addr_ipv6_valid(const char *p, const char *end)
+{
+	int groups = 0;
+	bool dcolon = false;
+
+	if (end - p >= 2 && p[0] == ':' && p[1] == ':') {
+		dcolon = true;
+		p += 2;
+		if (p == end)
+			return true;
+	}
+	for (;;) {
+		const char *g = p;
+		while (p < end && addr_hex((unsigned char)*p))
+			p++;
+		if (p < end && *p == '.') { /* an IPv4 tail ends the address */
+			if (!addr_ipv4_valid(g, end))
+				return false;
+			groups += 2;
+			break;
+		}
+		if (p == g || p - g > 4)
+			return false;
+		groups++;
+		if (p == end)
+			break;
+		if (*p != ':' || ++p == end)
+			return false;
+		if (*p == ':') {
+			if (dcolon)
+				return false;
+			dcolon = true;
+			if (++p == end)
+				break;
+		}
+	}
+	return dcolon ? groups <= 6 : groups == 8;
+}
+
+/* addr_ldh_valid - Ldh-str: *( ALPHA / DIGIT / "-" ) Let-dig */
+static bool addr_ldh_valid(const char *p, const char *end)
+{
+	if (p == end || end[-1] == '-')
+		return false;
+	for (; p < end; p++)
+		if (!addr_letdig((unsigned char)*p) && *p != '-')
+			return false;
+	return true;
+}
+
+/* addr_literal_scan - address-literal "[" ... "]" at p (p[0] is "["); the
+ * end of it or NULL */
+static const char *addr_literal_scan(const char *p, const char *end)
+{
+	const char *in = p + 1, *close, *colon;
+
+	close = memchr(in, ']', (size_t)(end - in));
+	if (!close)
+		return NULL;
+	if (addr_ipv4_valid(in, close))
+		return close + 1;
+	colon = memchr(in, ':', (size_t)(close - in));
+	if (!colon)
+		return NULL;
+	if (slice_eq_nocase(slice_make(in, (size_t)(colon - in)), SLICE_LIT("IPv6")))
+		return addr_ipv6_valid(colon + 1, close) ? close + 1 : NULL;
+	/* General-address-literal: Standardized-tag ":" 1*dcontent */
+	if (!addr_ldh_valid(in, colon) || colon + 1 == close)
+		return NULL;
+	for (const char *c = colon + 1; c < close; c++)
+		if (!addr_dcontent((unsigned char)*c))
+			return NULL;
+	return close + 1;
+}
+
+/* smtp_domain_valid - a Domain or an address literal, all of d */
+bool smtp_domain_valid(struct slice d, bool allow_utf8)
+{
+	const char *end = d.ptr + d.len;
+	bool utf8 = false;
+
+	if (d.len == 0 || d.len > SMTP_DOMAIN_MAX)
+		return false;
+	if (d.ptr[0] == '[')
+		return addr_literal_scan(d.ptr, end) == end;
+	return addr_domain_scan(d.ptr, end, allow_utf8, &utf8) == end;
+}
+
+/* smtp_path_parse - parse a path at the start of in */
+enum smtp_addr_err smtp_path_parse(struct slice in, bool allow_null, struct smtp_path *out,
+				   struct slice *rest)
+{
+	const char *p = in.ptr, *end = in.ptr + in.len, *open, *mbox, *at = NULL;
+	bool utf8 = false, ignored = false;
+
+	*out = (struct smtp_path){ .mailbox = SLICE_NULL };
+	*rest = SLICE_NULL;
+	if (p < end && *p == ' ')
+		p++;
+	if (p == end || *p != '<')
+		return SMTP_ADDR_SYNTAX;
+	open = p++;
+	if (p < end && *p == '>') {
+		p++;
+		if (p < end && *p != ' ')
+			return SMTP_ADDR_SYNTAX;
+		if (!allow_null)
+			return SMTP_ADDR_NULL_RCPT;
+		out->null = true;
+		out->mailbox = out->local = out->domain = slice_make(open + 1, 0);
+		*rest = slice_make(p, (size_t)(end - p));
+		return SMTP_ADDR_OK;
+	}
+	if (p < end && *p == '@') { /* A-d-l ":" - accepted, then ignored */
+		for (;;) {
+			p = addr_domain_scan(p + 1, end, true, &ignored);
+			if (!p)
+				return SMTP_ADDR_SYNTAX;
+			if (end - p < 2 || p[0] != ',' || p[1] != '@')
+				break;
+			p++;
+		}
+		if (p == end || *p != ':')
+			return SMTP_ADDR_SYNTAX;
+		p++;
+	}
+	mbox = p;
+	p = addr_local_scan(p, end, &utf8);
+	if (!p)
+		return SMTP_ADDR_SYNTAX;
+	if (p < end && *p == '@') {
+		at = p++;
+		if (p < end && *p == '[') {
+			p = addr_literal_scan(p, end);
+			out->literal = true;
+		} else {
+			p = addr_domain_scan(p, end, true, &utf8);
+		}
+		if (!p)
+			return SMTP_ADDR_SYNTAX;
+	} else if (!allow_null && mbox == open + 1 &&
+		   slice_eq_nocase(slice_make(mbox, (size_t)(p - mbox)), SLICE_LIT("Postmaster"))) {
+		out->postmaster = true; /* RFC 5321 §4.1.1.3 "<Postmaster>" */
+	} else {
+		return SMTP_ADDR_SYNTAX;
+	}
+	if (p == end || *p != '>')
+		return SMTP_ADDR_SYNTAX;
+	out->mailbox = slice_make(mbox, (size_t)(p - mbox));
+	out->local = slice_make(mbox, (size_t)((at ? at : p) - mbox));
+	out->domain = at ? slice_make(at + 1, (size_t)(p - at - 1)) : slice_make(p, 0);
+	out->utf8 = utf8;
+	p++;
+	if (p < end && *p != ' ')
+		return SMTP_ADDR_SYNTAX;
+	if (out->local.len > SMTP_LOCAL_MAX || out->domain.len > SMTP_DOMAIN_MAX ||
+	    (size_t)(p - open) > SMTP_PATH_MAX)
+		return SMTP_ADDR_TOO_LONG;
+	*rest = slice_make(p, (size_t)(end - p));
+	return SMTP_ADDR_OK;
+}
+
+/* smtp_mailbox_domain - the domain of a mailbox as written */
+struct slice smtp_mailbox_domain(struct slice mailbox)
+{
+	const char *end = mailbox.ptr + mailbox.len;
+	bool utf8 = false;
+	const char *p = addr_local_scan(mailbox.ptr, end, &utf8);
+
+	if (!p || p == end || *p != '@')
+		return slice_make(end, 0);
+	return slice_make(p + 1, (size_t)(end - p - 1));
+}
+
+/* smtp_domain_lower - a lower-cased, NUL-terminated copy of a domain */
+int smtp_domain_lower(struct slice domain, char *buf, size_t cap, size_t *len)
+{
+	if (cap < domain.len + 1)
+		return RM_ENOMEM;
+	for (size_t i = 0; i < domain.len; i++)
+		buf[i] = ascii_lower(domain.ptr[i]);
+	buf[domain.len] = '\0';
+	*len = domain.len;
+	return RM_OK;
+}
+
+/* addr_xtext_check - xtext (RFC 3461 §4); printable: every decoded byte is
+ * printable ASCII (%d32-126); utf8: well-formed UTF-8 is allowed as well
+ * (RFC 6533 utf-8-addr-unitext) */
+static bool addr_xtext_check(struct slice x, bool printable, bool utf8)
+{
+	const char *p = x.ptr, *end = x.ptr + x.len;
+
+	while (p < end) {
+		unsigned char c = (unsigned char)*p;
+		size_t n;
+		if (c == '+') {
+			int hi, lo;
+			if (end - p < 3 || (hi = addr_hexval((unsigned char)p[1])) < 0 ||
+			    (lo = addr_hexval((unsigned char)p[2])) < 0)
+				return false;
+			if (printable && (hi * 16 + lo < 32 || hi * 16 + lo > 126))
+				return false;
+			p += 3;
+		} else if (c >= 33 && c <= 126 && c != '=') {
+			p++;
+		} else if (c >= 0x80 && utf8 && (n = addr_utf8_at(p, end)) != 0) {
+			p += n;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* smtp_xtext_valid - RFC 3461 §4 xtext */
+bool smtp_xtext_valid(struct slice x)
+{
+	return addr_xtext_check(x, false, false);
+}
+
+/* smtp_xtext_decode - decode xtext into a caller buffer */
+int smtp_xtext_decode(struct slice x, char *out, size_t cap, size_t *len)
+{
+	size_t n = 0;
+
+	if (!smtp_xtext_valid(x))
+		return RM_EPROTO;
+	for (size_t i = 0; i < x.len; n++) {
+		if (n == cap)
+			return RM_ENOMEM;
+		if (x.ptr[i] == '+') {
+			out[n] = (char)(addr_hexval((unsigned char)x.ptr[i + 1]) * 16 +
+					addr_hexval((unsigned char)x.ptr[i + 2]));
+			i += 3;
+		} else {
+			out[n] = x.ptr[i++];
+		}
+	}
+	*len = n;
+	return RM_OK;
+}
+
+/* One "KEY[=VALUE]" of a parameter list. */
+struct addr_param {
+	struct slice all; /* KEY[=VALUE] */
+	struct slice key;
+	struct slice val; /* empty when there is no "=" */
+	bool has_val;
+};
+
+/* addr_param_next - the next parameter of *in; 1 got one, 0 at the end,
+ * -1 malformed (pm->all still names it). Separators are runs of SP. */
+static int addr_param_next(struct slice *in, struct addr_param *pm)
+{
+	const char *p = in->ptr, *end = in->ptr + in->len, *start, *eq = NULL;
+
+	if (p == end)
+		return 0;
+	if (*p != ' ') { /* the path or the previous value ended without SP */
+		start = p;
+		while (p < end && *p != ' ')
+			p++;
+		pm->all = slice_make(start, (size_t)(p - start));
+		return -1;
+	}
+	while (p < end && *p == ' ')
+		p++;
+	if (p == end)
+		return 0;
+	for (start = p; p < end && *p != ' '; p++)
+		if (*p == '=' && !eq)
+			eq = p;
+	*in = slice_make(p, (size_t)(end - p));
+	pm->all = slice_make(start, (size_t)(p - start));
+	pm->key = slice_make(start, (size_t)((eq ? eq : p) - start));
+	pm->has_val = eq != NULL;
+	pm->val = eq ? slice_make(eq + 1, (size_t)(p - eq - 1)) : slice_make(p, 0);
+	/* esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-") */
+	if (pm->key.len == 0 || !addr_letdig((unsigned char)pm->key.ptr[0]))
+		return -1;
+	for (size_t i = 1; i < pm->key.len; i++)
+		if (!addr_letdig((unsigned char)pm->key.ptr[i]) && pm->key.ptr[i] != '-')
+			return -1;
+	if (!eq)
+		return 1;
+	/* esmtp-value = 1*(%d33-60 / %d62-126 / UTF8-non-ascii) (RFC 6531 §3.3) */
+	if (pm->val.len == 0)
+		return -1;
+	for (const char *v = pm->val.ptr, *vend = v + pm->val.len; v < vend;) {
+		unsigned char c = (unsigned char)*v;
+		size_t n;
+		if (c >= 33 && c <= 126 && c != '=')
+			v++;
+		else if (c >= 0x80 && (n = addr_utf8_at(v, vend)) != 0)
+			v += n;
+		else
+			return -1;
+	}
+	return 1;
+}
+
+/* addr_keyword - index of key in names (case-insensitive), -1 if absent */
+static int addr_keyword(struct slice key, const struct slice *names, int count)
+{
+	for (int i = 0; i < count; i++)
+		if (slice_eq_nocase(key, names[i]))
+			return i;
+	return -1;
+}
+
+/* addr_size_parse - size-value = 1*20DIGIT (RFC 1870), saturating */
+static bool addr_size_parse(struct slice v, uint64_t *out)
+{
+	uint64_t n = 0;
+
+	if (v.len == 0 || v.len > 20)
+		return false;
+	for (size_t i = 0; i < v.len; i++) {
+		unsigned d = (unsigned)((unsigned char)v.ptr[i] - '0');
+		if (d > 9)
+			return false;
+		n = (n > (UINT64_MAX - d) / 10) ? UINT64_MAX : n * 10 + d;
+	}
+	*out = n;
+	return true;
+}
+
+enum { MAIL_SIZE, MAIL_BODY, MAIL_SMTPUTF8, MAIL_RET, MAIL_ENVID, MAIL_AUTH, MAIL__COUNT };
+static const struct slice addr_mail_keys[MAIL__COUNT] = {
+	[MAIL_SIZE] = SLICE_LIT("SIZE"),   [MAIL_BODY] = SLICE_LIT("BODY"),
+	[MAIL_SMTPUTF8] = SLICE_LIT("SMTPUTF8"), [MAIL_RET] = SLICE_LIT("RET"),
+	[MAIL_ENVID] = SLICE_LIT("ENVID"), [MAIL_AUTH] = SLICE_LIT("AUTH"),
+};
+
+/* Checks and stores one parameter's value; false if it is malformed. */
+typedef bool (*addr_value_fn)(int kw, const struct addr_param *pm, void *out);
+
+/* addr_params_parse - the parameter loop shared by MAIL and RCPT: keyword
+ * lookup in keys[0..count), duplicates, then value(kw) */
+static enum smtp_addr_err addr_params_parse(struct slice in, const struct slice *keys, int count,
+					    addr_value_fn value, void *out, struct slice *bad)
+{
+	struct addr_param pm;
+	unsigned seen = 0;
+	int rc, kw;
+
+	*bad = SLICE_NULL;
+	while ((rc = addr_param_next(&in, &pm)) != 0) {
+		*bad = pm.all;
+		if (rc < 0)
+			return SMTP_ADDR_PARAM_SYNTAX;
+		if ((kw = addr_keyword(pm.key, keys, count)) < 0)
+			return SMTP_ADDR_PARAM_UNKNOWN;
+		if (seen & (1u << kw))
+			return SMTP_ADDR_PARAM_DUP;
+		seen |= 1u << kw;
+		if (!value(kw, &pm, out))
+			return SMTP_ADDR_PARAM_SYNTAX;
+	}
+	*bad = SLICE_NULL;
+	return SMTP_ADDR_OK;
+}
+
+/* addr_mail_value - check and store one MAIL parameter's value */
+static bool addr_mail_value(int kw, const struct addr_param *pm, void *outp)
+{
+	struct smtp_mail_params *out = outp;
+	struct slice v = pm->val;
+
+	if (kw == MAIL_SMTPUTF8) {
+		out->smtputf8 = true;
+		return !pm->has_val;
+	}
+	if (!pm->has_val)
+		return false;
+	switch (kw) {
+	case MAIL_SIZE:
+		out->has_size = true;
+		return addr_size_parse(v, &out->size);
+	case MAIL_BODY:
+		if (slice_eq_nocase(v, SLICE_LIT("7BIT")))
+			out->body = SMTP_BODY_7BIT;
+		else if (slice_eq_nocase(v, SLICE_LIT("8BITMIME")))
+			out->body = SMTP_BODY_8BITMIME;
+		else if (slice_eq_nocase(v, SLICE_LIT("BINARYMIME")))
+			out->body = SMTP_BODY_BINARYMIME;
+		return out->body != SMTP_BODY_UNSPEC;
+	case MAIL_RET:
+		if (slice_eq_nocase(v, SLICE_LIT("FULL")))
+			out->ret = SMTP_RET_FULL;
+		else if (slice_eq_nocase(v, SLICE_LIT("HDRS")))
+			out->ret = SMTP_RET_HDRS;
+		return out->ret != SMTP_RET_UNSPEC;
+	case MAIL_ENVID:
+		out->envid = v;
+		return v.len <= SMTP_XTEXT_MAX && addr_xtext_check(v, true, false);
+	case MAIL_AUTH:
+		out->auth = v;
+		return addr_xtext_check(v, true, false);
+	default:
+		return false;
+	}
+}
+
+/* smtp_mail_params_parse - parse " KEY[=VALUE]..." after a reverse-path */
+enum smtp_addr_err smtp_mail_params_parse(struct slice in, struct smtp_mail_params *out,
+					  struct slice *bad)
+{
+	*out = (struct smtp_mail_params){ .size = 0 };
+	return addr_params_parse(in, addr_mail_keys, MAIL__COUNT, addr_mail_value, out, bad);
+}
+
+/* addr_notify_parse - "NEVER" or a comma list of SUCCESS / FAILURE / DELAY */
+static bool addr_notify_parse(struct slice v, unsigned *out)
+{
+	static const struct slice names[] = { SLICE_LIT("SUCCESS"), SLICE_LIT("FAILURE"),
+					      SLICE_LIT("DELAY") };
+	static const unsigned bits[] = { SMTP_NOTIFY_SUCCESS, SMTP_NOTIFY_FAILURE, SMTP_NOTIFY_DELAY };
+	const char *p = v.ptr, *end = v.ptr + v.len;
+	unsigned n = 0;
+
+	if (slice_eq_nocase(v, SLICE_LIT("NEVER"))) {
+		*out = SMTP_NOTIFY_NEVER;
+		return true;
+	}
+	for (;;) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		const char *e = comma ? comma : end;
+		int i = addr_keyword(slice_make(p, (size_t)(e - p)), names, 3);
+		if (i < 0)
+			return false;
+		n |= bits[i];
+		if (!comma)
+			break;
+		p = comma + 1;
+	}
+	*out = n;
+	return true;
+}
+
+/* addr_orcpt_valid - addr-type ";" xtext (RFC 3461 §4.2, RFC 6533 §3) */
+static bool addr_orcpt_valid(struct slice v)
+{
+	const char *semi = memchr(v.ptr, ';', v.len);
+	struct slice type, addr;
+
+	if (!semi || v.len > SMTP_ORCPT_MAX)
+		return false;
+	type = slice_make(v.ptr, (size_t)(semi - v.ptr));
+	addr = slice_make(semi + 1, v.len - type.len - 1);
+	if (type.len == 0 || type.len > SMTP_ADDRTYPE_MAX || addr.len == 0)
+		return false;
+	for (size_t i = 0; i < type.len; i++) /* addr-type = atom */
+		if (!addr_atext((unsigned char)type.ptr[i]))
+			return false;
+	return addr_xtext_check(addr, true, slice_eq_nocase(type, SLICE_LIT("utf-8")));
+}
+
+enum { RCPT_NOTIFY, RCPT_ORCPT, RCPT__COUNT };
+static const struct slice addr_rcpt_keys[RCPT__COUNT] = {
+	[RCPT_NOTIFY] = SLICE_LIT("NOTIFY"),
+	[RCPT_ORCPT] = SLICE_LIT("ORCPT"),
+};
+
+/* addr_rcpt_value - check and store one RCPT parameter's value */
+static bool addr_rcpt_value(int kw, const struct addr_param *pm, void *outp)
+{
+	struct smtp_rcpt_params *out = outp;
+
+	if (!pm->has_val)
+		return false;
+	if (kw == RCPT_NOTIFY)
+		return addr_notify_parse(pm->val, &out->notify);
+	out->orcpt = pm->val;
+	return addr_orcpt_valid(pm->val);
+}
+
+/* smtp_rcpt_params_parse - parse " KEY[=VALUE]..." after a forward-path */
+enum smtp_addr_err smtp_rcpt_params_parse(struct slice in, struct smtp_rcpt_params *out,
+					  struct slice *bad)
+{
+	*out = (struct smtp_rcpt_params){ .notify = 0 };
+	return addr_params_parse(in, addr_rcpt_keys, RCPT__COUNT, addr_rcpt_value, out, bad);
+}
