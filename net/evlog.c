@@ -1,0 +1,160 @@
+/* evlog.c - event lines on stderr, text or JSON.
+ *
+ * Invariant: one event is one write(2) of a complete line (lines over the
+ * buffer are cut, never split). The format is chosen before threads start
+ * and read-only afterwards. Values are escaped for JSON; in text form they
+ * are printed as key=value with spaces and control bytes replaced by '_'.
+ */
+#include "net/evlog.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EVLOG_LINE_MAX 2048
+
+static bool evlog_json;
+
+/* evlog_init - choose the format (before any thread starts) */
+void evlog_init(bool json)
+{
+	evlog_json = json;
+}
+
+struct line {
+	char b[EVLOG_LINE_MAX];
+	size_t n;
+};
+
+/* line_raw - append bytes, silently cut at the end of the buffer */
+static void line_raw(struct line *l, const char *s, size_t n)
+{
+	size_t room = sizeof l->b - 1 - l->n; /* keep one byte for '\n' */
+	if (n > room)
+		n = room;
+	memcpy(l->b + l->n, s, n);
+	l->n += n;
+}
+
+/* line_val - append a value, escaped for the format */
+static void line_val(struct line *l, const char *v)
+{
+	for (; *v; v++) {
+		unsigned char c = (unsigned char)*v;
+		char esc[8];
+		if (evlog_json) {
+			if (c == '"' || c == '\\') {
+				esc[0] = '\\';
+				esc[1] = (char)c;
+				line_raw(l, esc, 2);
+			} else if (c < 0x20 || c == 0x7f) {
+				snprintf(esc, sizeof esc, "\\u%04x", c);
+				line_raw(l, esc, 6);
+			} else {
+				line_raw(l, (const char *)&c, 1);
+			}
+		} else {
+			char o = (c <= 0x20 || c == 0x7f) ? '_' : (char)c;
+			line_raw(l, &o, 1);
+		}
+	}
+}
+
+/* line_kv - append one key and value; the first key opens the line */
+static void line_kv(struct line *l, const char *k, const char *v)
+{
+	if (evlog_json) {
+		line_raw(l, l->n == 0 ? "{\"" : ",\"", 2);
+		line_raw(l, k, strlen(k));
+		line_raw(l, "\":\"", 3);
+		line_val(l, v);
+		line_raw(l, "\"", 1);
+	} else {
+		if (l->n)
+			line_raw(l, " ", 1);
+		line_raw(l, k, strlen(k));
+		line_raw(l, "=", 1);
+		line_val(l, v);
+	}
+}
+
+/* line_start - the time stamp, the level and the event name */
+static void line_start(struct line *l, const char *level, const char *event)
+{
+	struct timespec ts;
+	struct tm tm;
+	char t[40];
+
+	l->n = 0;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	size_t n = strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(t + n, sizeof t - n, ".%03ldZ", ts.tv_nsec / 1000000);
+	line_kv(l, "time", t);
+	line_kv(l, "level", level);
+	line_kv(l, "event", event);
+}
+
+/* line_end - close the line and write it at once */
+static void line_end(struct line *l)
+{
+	if (evlog_json)
+		line_raw(l, "}", 1);
+	l->b[l->n++] = '\n';
+	ssize_t w = write(STDERR_FILENO, l->b, l->n);
+	(void)w; /* nowhere to report a failing log */
+}
+
+/* evlog_msg - a free-form event */
+void evlog_msg(const char *level, const char *event, const char *text)
+{
+	struct line l;
+	line_start(&l, level, event);
+	line_kv(&l, "msg", text);
+	line_end(&l);
+}
+
+/* evlog_received - a message was accepted */
+void evlog_received(const char *queue_id, const char *client, const char *from, unsigned nrcpt,
+		    uint64_t size)
+{
+	struct line l;
+	char num[24];
+
+	line_start(&l, "info", "received");
+	line_kv(&l, "id", queue_id);
+	line_kv(&l, "client", client);
+	line_kv(&l, "from", from);
+	snprintf(num, sizeof num, "%u", nrcpt);
+	line_kv(&l, "nrcpt", num);
+	snprintf(num, sizeof num, "%llu", (unsigned long long)size);
+	line_kv(&l, "size", num);
+	line_end(&l);
+}
+
+/* evlog_session - a session ended */
+void evlog_session(const char *client, uint64_t duration_ms, unsigned messages, const char *reason)
+{
+	struct line l;
+	char num[24];
+
+	line_start(&l, "info", "session");
+	line_kv(&l, "client", client);
+	snprintf(num, sizeof num, "%llu", (unsigned long long)duration_ms);
+	line_kv(&l, "duration_ms", num);
+	snprintf(num, sizeof num, "%u", messages);
+	line_kv(&l, "messages", num);
+	line_kv(&l, "end", reason);
+	line_end(&l);
+}
+
+/* evlog_reopen - SIGHUP */
+void evlog_reopen(void)
+{
+	/* The log is stderr, owned by whoever started us (systemd's journal, a
+	 * shell redirection): a rotating redirection is reopened by its owner.
+	 * All we hold is unbuffered, so there is nothing to flush either. */
+	evlog_msg("info", "reopen", "log reopened (stderr)");
+}

@@ -1,0 +1,29 @@
+/* evlog.h - one line per event on stderr, text or JSON (CONTRACT.md).
+ *
+ * Each line is formatted in a local buffer and written with one write(2),
+ * so lines from different shards never interleave. Callable from any thread.
+ */
+#ifndef RINGMTA_NET_EVLOG_H
+#define RINGMTA_NET_EVLOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* evlog_init - choose the format (before any thread starts) */
+void evlog_init(bool json);
+
+/* evlog_msg - a free-form event: level is "info", "warn" or "error" */
+void evlog_msg(const char *level, const char *event, const char *text);
+
+/* evlog_received - a message was accepted (durably, for a durable store) */
+void evlog_received(const char *queue_id, const char *client, const char *from, unsigned nrcpt,
+		    uint64_t size);
+
+/* evlog_session - a session ended */
+void evlog_session(const char *client, uint64_t duration_ms, unsigned messages, const char *reason);
+
+/* evlog_reopen - SIGHUP: flush and reopen the log (stderr is inherited, so
+ * reopening means re-checking it; a file given to us stays ours) */
+void evlog_reopen(void);
+
+#endif

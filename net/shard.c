@@ -1,0 +1,1401 @@
+/* shard.c - the per-core io_uring SMTP server loop.
+ *
+ * One thread per shard owns a ring, a provided buffer ring, a table of
+ * connection slots and a message store. Nothing here is shared with other
+ * shards except: the phase (atomic), the open-connection total (atomic) and
+ * the per-address table (a mutex, taken once per accept and per close, never
+ * per message).
+ *
+ * Invariants:
+ *  - every SQE carries op + generation + slot in user_data, never a pointer;
+ *    a completion whose generation no longer matches its slot is stale: it
+ *    is counted, its buffer (if any) returned, and it is dropped;
+ *  - a slot is freed only when its in-flight count is zero (recv, send,
+ *    shutdown, close, pending store appends and commit each count one);
+ *  - a provided buffer is owned by exactly one of: the kernel, a connection's
+ *    input queue, a pending store append; buf_ref counts the holders;
+ *  - replies are appended to the slot's output buffer and sent once per loop
+ *    turn (STYLE.md 9), at most one send in flight per connection;
+ *  - the engine's input is fed in order from the queue; while a COMMIT or a
+ *    full reply buffer is pending, feeding stops and, past a few queued
+ *    buffers, the multishot recv is cancelled (re-armed when drained).
+ * Timers: two FIFO lists, one per timeout length (command, data); a session
+ * moves to the tail of one when it does something, so each list is sorted by
+ * deadline and expiry looks only at the heads. The loop waits with a timeout
+ * to the earliest head (io_uring_submit_and_wait_timeout), capped at 250 ms.
+ * Panics (traps) only on an SQ that cannot be emptied.
+ */
+#define _GNU_SOURCE /* pthread_setaffinity_np, CPU_SET */
+#include "net/shard.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#include "core/smtp_reply.h"
+#include "core/smtp_server.h"
+#include "net/evlog.h"
+#include "net/ring.h"
+
+#define SHARD_SQ_ENTRIES 4096
+#define SHARD_BUF_COUNT 1024    /* provided buffers per shard */
+#define SHARD_BUF_SIZE 16384
+#define SHARD_OUT_SIZE 2048     /* reply buffer per session */
+#define SHARD_SLOT_SPARE 256    /* slots beyond the limit, to send 421s */
+#define SHARD_QUEUE_PAUSE 4     /* queued buffers before recv is paused */
+#define SHARD_BODY_SLICES 64
+#define SHARD_WAIT_MAX_MS 250
+#define SHARD_SESS_HDR 16       /* slot index stored before the engine */
+#define NO_IDX UINT32_MAX
+#define NO_BID UINT16_MAX
+
+enum shard_op {
+	OP_ACCEPT = 1, /* slot: listener index */
+	OP_RECV,
+	OP_SEND,
+	OP_SHUTDOWN,
+	OP_CLOSE,
+	OP_CANCEL,
+	OP_STORE,      /* slot: the store's own tag */
+};
+
+enum conn_state { C_FREE = 0, C_OPEN, C_CLOSING };
+enum timer_list { T_NONE = 0, T_CMD, T_DATA };
+
+struct conn {
+	uint32_t gen;
+	int fd;
+	uint8_t state;
+	uint8_t tlist;
+	bool recv_armed;
+	bool recv_cancelled;  /* a cancel for the recv is in flight */
+	bool eof;
+	bool want_close;      /* close once the replies are sent */
+	bool close_started;
+	bool commit_wait;
+	bool flush_wait;      /* the engine said FLUSH */
+	bool in_flush;
+	bool relays;          /* client inside --relay-net */
+	bool ip_counted;
+	bool tx_failed;       /* an append failed: the commit will be refused */
+	uint16_t inflight;
+	uint16_t qhead, qtail;
+	uint16_t qcount;
+	uint32_t sending;     /* bytes of out in the send in flight */
+	uint32_t counted;     /* bytes of out already counted by class */
+	uint32_t tprev, tnext;
+	uint32_t flush_next;
+	int64_t deadline;
+	int64_t start_ms;
+	unsigned msgs;
+	struct smtp_server *eng; /* NULL for a session refused at accept */
+	char *mem;               /* SHARD_SESS_HDR + engine + out buffer */
+	struct buf out;
+	struct store_tx *tx;
+	char qid[STORE_QUEUE_ID_MAX];
+	const char *reason;
+	struct sockaddr_storage peer;
+	char addr[INET6_ADDRSTRLEN];
+};
+
+struct tlist {
+	uint32_t head, tail;
+};
+
+struct shard {
+	struct net_server *srv;
+	unsigned idx;
+	pthread_t thread;
+	struct io_uring ring;
+	struct ring_bufs bufs;
+	int *lfd;               /* one per listener */
+	struct conn *conns;
+	uint32_t nconns;
+	uint32_t free_head;     /* free slots linked through flush_next */
+	uint32_t nopen;
+	uint16_t *buf_ref;
+	uint32_t *buf_off;
+	uint32_t *buf_len;
+	uint16_t *buf_next;
+	struct tlist timers[3];
+	uint32_t flush_head;
+	bool starved;           /* some recv ended with -ENOBUFS */
+	int64_t now;
+	void *store;
+	struct smtp_server_cfg ecfg;
+	size_t eng_size;
+	struct slice body[SHARD_BODY_SLICES];
+	struct shard_stats st;
+	int status;             /* 0 running, 1 up, <0 failed at start */
+	char err[128];
+};
+
+struct ipent {
+	uint8_t key[17]; /* family byte + address; key[0] == 0: empty */
+	uint32_t count;
+};
+
+struct net_server {
+	struct net_cfg cfg;
+	struct net_listener *listen;
+	struct shard *shards;
+	int phase;
+	unsigned open_total;
+	pthread_mutex_t ip_lock;
+	struct ipent *ips;
+	size_t nips;            /* a power of two */
+	bool started;
+};
+
+#define STAT_ADD(sh, f, n) __atomic_store_n(&(sh)->st.f, (sh)->st.f + (n), __ATOMIC_RELAXED)
+
+/* ud_make - user_data from op, generation and slot */
+static inline uint64_t ud_make(unsigned op, uint32_t gen, uint32_t slot)
+{
+	return ((uint64_t)op << 56) | ((uint64_t)(gen & 0xffffffu) << 32) | slot;
+}
+
+/* now_ms - the monotonic clock in milliseconds */
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- per-address connection counts ---------------------------------------- */
+
+/* ip_key - the table key of a peer address */
+static void ip_key(const struct sockaddr_storage *sa, uint8_t key[17])
+{
+	memset(key, 0, 17);
+	if (sa->ss_family == AF_INET6) {
+		key[0] = 6;
+		memcpy(key + 1, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+	} else {
+		key[0] = 4;
+		memcpy(key + 1, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+	}
+}
+
+/* ip_hash - FNV-1a over the key */
+static size_t ip_hash(const uint8_t key[17])
+{
+	uint64_t h = 1469598103934665603ull;
+	for (int i = 0; i < 17; i++)
+		h = (h ^ key[i]) * 1099511628211ull;
+	return (size_t)h;
+}
+
+/* ip_take - count one more session from sa; false past the limit */
+static bool ip_take(struct net_server *s, const struct sockaddr_storage *sa)
+{
+	uint8_t key[17];
+	bool ok = false;
+
+	ip_key(sa, key);
+	pthread_mutex_lock(&s->ip_lock);
+	size_t mask = s->nips - 1;
+	for (size_t i = ip_hash(key) & mask;; i = (i + 1) & mask) {
+		struct ipent *e = &s->ips[i];
+		if (e->key[0] == 0) {
+			memcpy(e->key, key, 17);
+			e->count = 0;
+		}
+		if (memcmp(e->key, key, 17) == 0) {
+			if (e->count < s->cfg.max_connections_per_ip) {
+				e->count++;
+				ok = true;
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->ip_lock);
+	return ok;
+}
+
+/* ip_release - one session from sa ended. Entries stay (count 0) and are
+ * reused by the same address: the table has room for twice the limit of
+ * sessions, and is rebuilt when it fills with stale entries. */
+static void ip_release(struct net_server *s, const struct sockaddr_storage *sa)
+{
+	uint8_t key[17];
+
+	ip_key(sa, key);
+	pthread_mutex_lock(&s->ip_lock);
+	size_t mask = s->nips - 1;
+	for (size_t i = ip_hash(key) & mask; s->ips[i].key[0] != 0; i = (i + 1) & mask) {
+		if (memcmp(s->ips[i].key, key, 17) == 0) {
+			if (s->ips[i].count)
+				s->ips[i].count--;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&s->ip_lock);
+}
+
+/* ip_compact - drop entries whose count is zero, when the table is more
+ * than half full (called under no lock from the controlling thread is not
+ * allowed: called from ip_take's caller with the lock free) */
+static void ip_compact(struct net_server *s)
+{
+	pthread_mutex_lock(&s->ip_lock);
+	size_t used = 0;
+	for (size_t i = 0; i < s->nips; i++)
+		used += s->ips[i].key[0] != 0;
+	if (used * 2 > s->nips) {
+		struct ipent *old = malloc(s->nips * sizeof *old);
+		if (old != NULL) {
+			memcpy(old, s->ips, s->nips * sizeof *old);
+			memset(s->ips, 0, s->nips * sizeof *old);
+			size_t mask = s->nips - 1;
+			for (size_t j = 0; j < s->nips; j++) {
+				if (old[j].key[0] == 0 || old[j].count == 0)
+					continue;
+				size_t i = ip_hash(old[j].key) & mask;
+				while (s->ips[i].key[0] != 0)
+					i = (i + 1) & mask;
+				s->ips[i] = old[j];
+			}
+			free(old);
+		}
+	}
+	pthread_mutex_unlock(&s->ip_lock);
+}
+
+/* --- timers ------------------------------------------------------------------ */
+
+/* timer_unlink - take c off its timer list */
+static void timer_unlink(struct shard *sh, struct conn *c)
+{
+	if (c->tlist == T_NONE)
+		return;
+	struct tlist *l = &sh->timers[c->tlist];
+	uint32_t self = (uint32_t)(c - sh->conns);
+	if (c->tprev != NO_IDX)
+		sh->conns[c->tprev].tnext = c->tnext;
+	else
+		l->head = c->tnext;
+	if (c->tnext != NO_IDX)
+		sh->conns[c->tnext].tprev = c->tprev;
+	else
+		l->tail = c->tprev;
+	(void)self;
+	c->tlist = T_NONE;
+}
+
+/* timer_touch - restart c's idle timer with the timeout for its phase; a
+ * session waiting for us (commit) or going away has none */
+static void timer_touch(struct shard *sh, struct conn *c)
+{
+	timer_unlink(sh, c);
+	if (c->state != C_OPEN || c->want_close || c->commit_wait || c->eng == NULL)
+		return;
+	bool body = smtp_server_in_body(c->eng);
+	unsigned secs = body ? sh->srv->cfg.data_timeout : sh->srv->cfg.command_timeout;
+	enum timer_list which = body ? T_DATA : T_CMD;
+	struct tlist *l = &sh->timers[which];
+	uint32_t self = (uint32_t)(c - sh->conns);
+
+	c->deadline = sh->now + (int64_t)secs * 1000;
+	c->tlist = (uint8_t)which;
+	c->tnext = NO_IDX;
+	c->tprev = l->tail;
+	if (l->tail != NO_IDX)
+		sh->conns[l->tail].tnext = self;
+	else
+		l->head = self;
+	l->tail = self;
+}
+
+/* --- buffers ------------------------------------------------------------------ */
+
+/* buf_unref - one holder of bid is done; the last gives it back */
+static void buf_unref(struct shard *sh, uint16_t bid)
+{
+	if (--sh->buf_ref[bid] == 0)
+		ring_bufs_put(&sh->bufs, bid);
+}
+
+/* queue_drop - release every queued input buffer of c */
+static void queue_drop(struct shard *sh, struct conn *c)
+{
+	while (c->qhead != NO_BID) {
+		uint16_t bid = c->qhead;
+		c->qhead = sh->buf_next[bid];
+		buf_unref(sh, bid);
+	}
+	c->qtail = NO_BID;
+	c->qcount = 0;
+}
+
+/* --- sending and closing ------------------------------------------------------ */
+
+/* flush_mark - c has something to send or to close at the loop boundary */
+static void flush_mark(struct shard *sh, struct conn *c)
+{
+	if (c->in_flush)
+		return;
+	c->in_flush = true;
+	c->flush_next = sh->flush_head;
+	sh->flush_head = (uint32_t)(c - sh->conns);
+}
+
+/* count_replies - count final reply lines appended since the last count */
+static void count_replies(struct shard *sh, struct conn *c)
+{
+	const char *p = c->out.ptr + c->counted, *end = c->out.ptr + c->out.len;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			break;
+		if (nl - p >= 4 && p[3] == ' ' && p[0] >= '2' && p[0] <= '5')
+			STAT_ADD(sh, replies[p[0] - '2'], 1);
+		p = nl + 1;
+	}
+	c->counted = (uint32_t)(p - c->out.ptr);
+}
+
+/* conn_sqe - an SQE for c's operation op, counted in flight */
+static struct io_uring_sqe *conn_sqe(struct shard *sh, struct conn *c, unsigned op)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&sh->ring);
+	c->inflight++;
+	io_uring_sqe_set_data64(sqe, ud_make(op, c->gen, (uint32_t)(c - sh->conns)));
+	return sqe;
+}
+
+/* conn_close_start - shutdown then close (hard-linked: close runs even if
+ * shutdown fails); the recv ends with the shutdown */
+static void conn_close_start(struct shard *sh, struct conn *c, const char *reason)
+{
+	if (c->close_started)
+		return;
+	if (c->reason == NULL)
+		c->reason = reason;
+	c->close_started = true;
+	c->state = C_CLOSING;
+	timer_unlink(sh, c);
+	queue_drop(sh, c);
+	struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_SHUTDOWN);
+	io_uring_prep_shutdown(sqe, c->fd, SHUT_RDWR);
+	sqe->flags |= IOSQE_IO_HARDLINK;
+	sqe = conn_sqe(sh, c, OP_CLOSE);
+	io_uring_prep_close(sqe, c->fd);
+}
+
+/* conn_free - the last operation of a closing slot finished */
+static void conn_maybe_free(struct shard *sh, struct conn *c)
+{
+	if (c->state != C_CLOSING || c->inflight != 0)
+		return;
+	struct net_server *s = sh->srv;
+	if (c->tx != NULL) {
+		s->cfg.store->abort(sh->store, c->tx);
+		c->tx = NULL;
+	}
+	if (c->eng != NULL) {
+		evlog_session(c->addr, (uint64_t)(sh->now - c->start_ms), c->msgs,
+			      c->reason ? c->reason : "closed");
+		smtp_server_fini(c->eng);
+		__atomic_fetch_sub(&s->open_total, 1, __ATOMIC_RELAXED);
+	}
+	if (c->ip_counted)
+		ip_release(s, &c->peer);
+	free(c->mem);
+	c->mem = NULL;
+	c->eng = NULL;
+	c->state = C_FREE;
+	c->gen = (c->gen + 1) & 0xffffffu;
+	c->flush_next = sh->free_head;
+	sh->free_head = (uint32_t)(c - sh->conns);
+	sh->nopen--;
+	STAT_ADD(sh, connections_closed, 1);
+}
+
+/* flush_all - at the loop boundary: one send per session with replies,
+ * and closes for sessions that have said everything */
+static void flush_all(struct shard *sh)
+{
+	while (sh->flush_head != NO_IDX) {
+		struct conn *c = &sh->conns[sh->flush_head];
+		sh->flush_head = c->flush_next;
+		c->in_flush = false;
+		if (c->state != C_OPEN || c->sending)
+			continue;
+		count_replies(sh, c);
+		if (c->out.len) {
+			struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_SEND);
+			io_uring_prep_send(sqe, c->fd, c->out.ptr, c->out.len, MSG_NOSIGNAL);
+			c->sending = (uint32_t)c->out.len;
+		} else if (c->want_close) {
+			conn_close_start(sh, c, NULL);
+		}
+	}
+}
+
+/* --- receiving ---------------------------------------------------------------- */
+
+/* recv_arm - start the multishot recv into the shard's buffer ring */
+static void recv_arm(struct shard *sh, struct conn *c)
+{
+	struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_RECV);
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT;
+	sqe->buf_group = sh->bufs.bgid;
+	c->recv_armed = true;
+	c->recv_cancelled = false;
+}
+
+/* recv_pause - too much input queued: stop the recv (backpressure) */
+static void recv_pause(struct shard *sh, struct conn *c)
+{
+	if (!c->recv_armed || c->recv_cancelled)
+		return;
+	struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_CANCEL);
+	io_uring_prep_cancel64(sqe, ud_make(OP_RECV, c->gen, (uint32_t)(c - sh->conns)), 0);
+	c->recv_cancelled = true;
+}
+
+/* recv_resume - re-arm the recv of an open session that has room again */
+static void recv_resume(struct shard *sh, struct conn *c)
+{
+	if (c->state == C_OPEN && !c->recv_armed && !c->eof && !c->want_close && c->eng != NULL &&
+	    c->qcount < SHARD_QUEUE_PAUSE && sh->bufs.nfree > 0)
+		recv_arm(sh, c);
+}
+
+/* --- driving the engine -------------------------------------------------------- */
+
+/* sess_io - the engine's view of c's buffers */
+static struct smtp_server_io sess_io(struct shard *sh, struct conn *c)
+{
+	return (struct smtp_server_io){ .replies = &c->out, .body = sh->body, .nbody = 0,
+					.body_cap = SHARD_BODY_SLICES };
+}
+
+/* sess_token - a store token naming c (generation + slot) */
+static uint64_t sess_token(struct shard *sh, struct conn *c)
+{
+	return ((uint64_t)c->gen << 32) | (uint32_t)(c - sh->conns);
+}
+
+/* sess_by_token - the session a store token names, or NULL when stale */
+static struct conn *sess_by_token(struct shard *sh, uint64_t token)
+{
+	uint32_t slot = (uint32_t)token;
+	if (slot >= sh->nconns || sh->conns[slot].gen != (uint32_t)(token >> 32) ||
+	    sh->conns[slot].state == C_FREE) {
+		STAT_ADD(sh, stale_completions, 1);
+		return NULL;
+	}
+	return &sh->conns[slot];
+}
+
+/* sess_begin - a store transaction for the message now starting */
+static void sess_begin(struct shard *sh, struct conn *c)
+{
+	if (c->tx != NULL || c->tx_failed)
+		return;
+	if (sh->srv->cfg.store->begin(sh->store, sess_token(sh, c), &c->tx, c->qid) != RM_OK) {
+		c->tx = NULL;
+		c->tx_failed = true;
+	}
+}
+
+/* sess_body - hand body slices to the store; keep bid while it writes */
+static void sess_body(struct shard *sh, struct conn *c, const struct smtp_server_io *io, uint16_t bid)
+{
+	struct iovec iov[SHARD_BODY_SLICES];
+	const char *lo = ring_bufs_ptr(&sh->bufs, bid), *hi = lo + sh->bufs.size;
+	bool uses_bid = false;
+
+	sess_begin(sh, c);
+	if (c->tx == NULL || io->nbody == 0)
+		return;
+	for (size_t i = 0; i < io->nbody; i++) {
+		iov[i].iov_base = (void *)(uintptr_t)io->body[i].ptr;
+		iov[i].iov_len = io->body[i].len;
+		if (io->body[i].ptr >= lo && io->body[i].ptr < hi)
+			uses_bid = true;
+	}
+	uint64_t tag = uses_bid ? bid : NO_BID;
+	int rc = sh->srv->cfg.store->append(sh->store, c->tx, iov, (int)io->nbody, tag);
+	if (rc == RM_AGAIN) {
+		c->inflight++;
+		if (uses_bid)
+			sh->buf_ref[bid]++;
+	} else if (rc != RM_OK) {
+		c->tx_failed = true;
+	}
+}
+
+/* received_header - the RFC 5321 §4.4 trace header for c's message, by
+ * the engine's helper; 0 when it does not fit */
+static size_t received_header(struct conn *c, char *out, size_t cap)
+{
+	char date[64], client[INET6_ADDRSTRLEN + 8];
+	struct tm tm;
+	struct buf b;
+	time_t t = time(NULL);
+
+	localtime_r(&t, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	snprintf(client, sizeof client, "[%s%s]", c->peer.ss_family == AF_INET6 ? "IPv6:" : "", c->addr);
+	buf_init(&b, out, cap);
+	if (smtp_server_received(c->eng, &b, slice_cstr(client), slice_cstr(c->qid), slice_cstr(date)) != RM_OK)
+		return 0;
+	return b.len;
+}
+
+/* sess_commit - the end of a message: make it durable, then answer */
+static void sess_commit(struct shard *sh, struct conn *c, struct smtp_server_io *io, uint16_t bid)
+{
+	char hdr[2048];
+
+	if (io->nbody)
+		sess_body(sh, c, io, bid); /* the message's last bytes */
+	sess_begin(sh, c);
+	if (c->tx == NULL || c->tx_failed) {
+		if (c->tx != NULL)
+			sh->srv->cfg.store->abort(sh->store, c->tx);
+		c->tx = NULL;
+		c->tx_failed = false;
+		STAT_ADD(sh, commits_failed, 1);
+		smtp_server_committed(c->eng, RM_EIO, SLICE_NULL, io);
+		return;
+	}
+	size_t n = received_header(c, hdr, sizeof hdr);
+	int rc = sh->srv->cfg.store->commit(sh->store, c->tx, smtp_server_tx(c->eng), slice_cstr(c->addr),
+					   slice_make(hdr, n));
+	if (rc != RM_OK) {
+		sh->srv->cfg.store->abort(sh->store, c->tx);
+		c->tx = NULL;
+		STAT_ADD(sh, commits_failed, 1);
+		smtp_server_committed(c->eng, rc == RM_ELIMIT ? RM_ELIMIT : RM_EIO, SLICE_NULL, io);
+		return;
+	}
+	c->commit_wait = true;
+	c->inflight++;
+}
+
+/* sess_pump - feed queued input to the engine until it is consumed or the
+ * engine must wait; then arrange replies, timers and the recv */
+static void sess_pump(struct shard *sh, struct conn *c)
+{
+	struct smtp_server_io io = sess_io(sh, c);
+
+	while (c->qhead != NO_BID && c->state == C_OPEN && !c->want_close && !c->commit_wait &&
+	       !c->flush_wait) {
+		uint16_t bid = c->qhead;
+		const char *p = ring_bufs_ptr(&sh->bufs, bid) + sh->buf_off[bid];
+		size_t used = 0;
+
+		io.nbody = 0;
+		enum smtp_server_ev ev = smtp_server_feed(c->eng, p, sh->buf_len[bid], &used, &io);
+		if (used > sh->buf_len[bid])
+			used = sh->buf_len[bid];
+		sh->buf_off[bid] += (uint32_t)used;
+		sh->buf_len[bid] -= (uint32_t)used;
+		switch (ev) {
+		case SMTP_EV_NONE:
+			break;
+		case SMTP_EV_FLUSH:
+			c->flush_wait = true;
+			break;
+		case SMTP_EV_BODY:
+			sess_body(sh, c, &io, bid);
+			break;
+		case SMTP_EV_COMMIT:
+			sess_commit(sh, c, &io, bid);
+			break;
+		case SMTP_EV_ABORT:
+			if (c->tx != NULL)
+				sh->srv->cfg.store->abort(sh->store, c->tx);
+			c->tx = NULL;
+			c->tx_failed = false;
+			break;
+		case SMTP_EV_STARTTLS:
+			/* Not offered without a certificate; refuse if asked anyway. */
+			smtp_server_tls_started(c->eng, false, &io);
+			break;
+		case SMTP_EV_AUTH:
+			smtp_server_auth_done(c->eng, false, &io);
+			break;
+		case SMTP_EV_CLOSE:
+			c->want_close = true;
+			c->reason = c->reason ? c->reason : "engine";
+			break;
+		}
+		if (sh->buf_len[bid] == 0 || c->want_close) {
+			if (c->qhead == bid) {
+				c->qhead = sh->buf_next[bid];
+				if (c->qhead == NO_BID)
+					c->qtail = NO_BID;
+				c->qcount--;
+				buf_unref(sh, bid);
+			}
+		} else if (ev == SMTP_EV_NONE && used == 0) {
+			break; /* the engine takes nothing more now */
+		}
+	}
+	if (c->want_close)
+		queue_drop(sh, c);
+	if (c->out.len > c->sending || c->want_close)
+		flush_mark(sh, c);
+	timer_touch(sh, c);
+	if (c->qcount >= SHARD_QUEUE_PAUSE)
+		recv_pause(sh, c);
+	else
+		recv_resume(sh, c);
+}
+
+/* store_appended - the store wrote an append: release its buffer */
+static void store_appended(void *ctx, uint64_t token, uint64_t tag)
+{
+	struct shard *sh = ctx;
+	if (tag != NO_BID)
+		buf_unref(sh, (uint16_t)tag);
+	struct conn *c = sess_by_token(sh, token);
+	if (c == NULL)
+		return;
+	c->inflight--;
+	conn_maybe_free(sh, c);
+}
+
+/* store_committed - the store's verdict on a commit: answer the client */
+static void store_committed(void *ctx, uint64_t token, int status)
+{
+	struct shard *sh = ctx;
+	struct conn *c = sess_by_token(sh, token);
+	if (c == NULL)
+		return;
+	c->inflight--;
+	c->commit_wait = false;
+	c->tx = NULL;
+	if (c->state != C_OPEN) {
+		conn_maybe_free(sh, c);
+		return;
+	}
+	struct smtp_server_io io = sess_io(sh, c);
+	if (status == RM_OK) {
+		const struct smtp_tx *tx = smtp_server_tx(c->eng);
+		char from[SMTP_PATH_MAX + 1] = "";
+		uint64_t size = tx ? tx->body_bytes : 0;
+		if (tx != NULL)
+			snprintf(from, sizeof from, "<%.*s>", (int)tx->from.mailbox.len, tx->from.mailbox.ptr);
+		c->msgs++;
+		STAT_ADD(sh, messages_received, 1);
+		STAT_ADD(sh, received_bytes, size);
+		evlog_received(c->qid, c->addr, from, tx ? (unsigned)tx->nrcpt : 0, size);
+	} else {
+		STAT_ADD(sh, commits_failed, 1);
+	}
+	smtp_server_committed(c->eng, status, slice_cstr(c->qid), &io);
+	sess_pump(sh, c);
+}
+
+/* --- policy callbacks ------------------------------------------------------------ */
+
+/* sess_of - the session an engine belongs to */
+static struct conn *sess_of(struct shard *sh, const struct smtp_server *s)
+{
+	uint32_t slot;
+	memcpy(&slot, (const char *)s - SHARD_SESS_HDR, sizeof slot);
+	return &sh->conns[slot];
+}
+
+/* policy_cb_mail - free space on the spool */
+static void policy_cb_mail(void *ctx, const struct smtp_server *s, const struct smtp_path *from,
+			   const struct smtp_mail_params *p, struct smtp_verdict *v)
+{
+	struct shard *sh = ctx;
+	(void)s;
+	(void)from;
+	(void)p;
+	policy_mail(sh->srv->cfg.policy, v);
+}
+
+/* policy_cb_rcpt - the relay rule */
+static void policy_cb_rcpt(void *ctx, const struct smtp_server *s, const struct smtp_path *to,
+			   const struct smtp_rcpt_params *p, struct smtp_verdict *v)
+{
+	struct shard *sh = ctx;
+	struct conn *c = sess_of(sh, s);
+	(void)p;
+	policy_rcpt(sh->srv->cfg.policy, c->relays, smtp_server_authed(s).len > 0, to, v);
+}
+
+/* --- accepting ---------------------------------------------------------------------- */
+
+/* accept_arm - multishot accept on listener i */
+static void accept_arm(struct shard *sh, unsigned i)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&sh->ring);
+	io_uring_prep_multishot_accept(sqe, sh->lfd[i], NULL, NULL, SOCK_CLOEXEC);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_ACCEPT, 0, i));
+}
+
+/* refuse - answer a session we will not serve, then close it */
+static void refuse(struct shard *sh, struct conn *c, const char *enh, const char *text)
+{
+	if (smtp_reply_puts(&c->out, 421, enh, text) != RM_OK)
+		c->out.len = 0;
+	c->want_close = true;
+	c->reason = "refused";
+	flush_mark(sh, c);
+}
+
+/* on_accept - a new connection on listener li */
+static void on_accept(struct shard *sh, unsigned li, int fd)
+{
+	struct net_server *s = sh->srv;
+
+	STAT_ADD(sh, connections_total, 1);
+	if (sh->free_head == NO_IDX) {
+		/* Every slot, spares included, is busy: no room even for a 421. */
+		STAT_ADD(sh, rejected_max_conn, 1);
+		close(fd);
+		return;
+	}
+	struct conn *c = &sh->conns[sh->free_head];
+	uint32_t slot = sh->free_head;
+	sh->free_head = c->flush_next;
+	sh->nopen++;
+	uint32_t gen = c->gen;
+	memset(c, 0, sizeof *c);
+	c->gen = gen;
+	c->fd = fd;
+	c->state = C_OPEN;
+	c->qhead = c->qtail = NO_BID;
+	c->tprev = c->tnext = c->flush_next = NO_IDX;
+	c->start_ms = sh->now;
+	socklen_t alen = sizeof c->peer;
+	if (getpeername(fd, (struct sockaddr *)&c->peer, &alen) != 0)
+		c->peer.ss_family = AF_UNSPEC;
+	const void *a = c->peer.ss_family == AF_INET6 ?
+				(const void *)&((struct sockaddr_in6 *)&c->peer)->sin6_addr :
+				(const void *)&((struct sockaddr_in *)&c->peer)->sin_addr;
+	if (c->peer.ss_family == AF_UNSPEC || inet_ntop(c->peer.ss_family, a, c->addr, sizeof c->addr) == NULL)
+		snprintf(c->addr, sizeof c->addr, "unknown");
+	int one = 1;
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+
+	c->mem = malloc(SHARD_SESS_HDR + sh->eng_size + SHARD_OUT_SIZE);
+	if (c->mem == NULL) {
+		c->want_close = true;
+		conn_close_start(sh, c, "no memory");
+		return;
+	}
+	memcpy(c->mem, &slot, sizeof slot);
+	buf_init(&c->out, c->mem + SHARD_SESS_HDR + sh->eng_size, SHARD_OUT_SIZE);
+
+	int phase = __atomic_load_n(&s->phase, __ATOMIC_RELAXED);
+	if (phase != NET_RUN) {
+		STAT_ADD(sh, rejected_draining, 1);
+		refuse(sh, c, "4.3.2", "Service shutting down, try again later");
+		return;
+	}
+	if (__atomic_add_fetch(&s->open_total, 1, __ATOMIC_RELAXED) > s->cfg.max_connections) {
+		__atomic_fetch_sub(&s->open_total, 1, __ATOMIC_RELAXED);
+		STAT_ADD(sh, rejected_max_conn, 1);
+		refuse(sh, c, "4.7.0", "Too many connections, try again later");
+		return;
+	}
+	if (!ip_take(s, &c->peer)) {
+		__atomic_fetch_sub(&s->open_total, 1, __ATOMIC_RELAXED);
+		STAT_ADD(sh, rejected_per_ip, 1);
+		refuse(sh, c, "4.7.0", "Too many connections from your address");
+		return;
+	}
+	c->ip_counted = true;
+	c->relays = policy_client_relays(s->cfg.policy, (const struct sockaddr *)&c->peer);
+	c->eng = (struct smtp_server *)(void *)(c->mem + SHARD_SESS_HDR);
+	smtp_server_init(c->eng, &sh->ecfg, s->listen[li].tls);
+	struct smtp_server_io io = sess_io(sh, c);
+	if (smtp_server_greet(c->eng, &io) != RM_OK) {
+		c->want_close = true;
+		c->reason = "greeting";
+	}
+	flush_mark(sh, c);
+	timer_touch(sh, c);
+	if (!c->want_close)
+		recv_arm(sh, c);
+}
+
+/* --- completions --------------------------------------------------------------------- */
+
+/* on_recv - bytes (or the end) of a session's multishot recv */
+static void on_recv(struct shard *sh, struct conn *c, int res, uint32_t flags)
+{
+	bool more = flags & IORING_CQE_F_MORE;
+
+	if (flags & IORING_CQE_F_BUFFER) {
+		uint16_t bid = (uint16_t)(flags >> IORING_CQE_BUFFER_SHIFT);
+		sh->bufs.nfree--;
+		sh->buf_ref[bid] = 1;
+		if (res <= 0 || c->state != C_OPEN || c->want_close) {
+			buf_unref(sh, bid);
+		} else {
+			STAT_ADD(sh, socket_bytes, (uint64_t)res);
+			sh->buf_off[bid] = 0;
+			sh->buf_len[bid] = (uint32_t)res;
+			sh->buf_next[bid] = NO_BID;
+			if (c->qtail != NO_BID)
+				sh->buf_next[c->qtail] = bid;
+			else
+				c->qhead = bid;
+			c->qtail = bid;
+			c->qcount++;
+		}
+	}
+	if (!more) {
+		c->recv_armed = false;
+		c->inflight--;
+		if (res == -ENOBUFS) {
+			STAT_ADD(sh, enobufs, 1);
+			sh->starved = true; /* backpressure: re-armed when buffers return */
+		} else if (res == 0) {
+			c->eof = true;
+			c->want_close = true;
+			if (c->reason == NULL)
+				c->reason = "client closed";
+		} else if (res < 0 && res != -ECANCELED) {
+			c->eof = true;
+			if (c->state == C_OPEN)
+				conn_close_start(sh, c, "recv error");
+		}
+	}
+	if (c->state == C_OPEN)
+		sess_pump(sh, c);
+	else
+		conn_maybe_free(sh, c);
+}
+
+/* on_send - a send finished (maybe partly) */
+static void on_send(struct shard *sh, struct conn *c, int res)
+{
+	c->inflight--;
+	uint32_t sent = c->sending;
+	c->sending = 0;
+	if (c->state != C_OPEN) {
+		conn_maybe_free(sh, c);
+		return;
+	}
+	if (res < 0) {
+		conn_close_start(sh, c, "send error");
+		return;
+	}
+	if ((uint32_t)res > sent)
+		res = (int)sent;
+	buf_consume(&c->out, (size_t)res);
+	c->counted = c->counted > (uint32_t)res ? c->counted - (uint32_t)res : 0;
+	if (c->out.len || c->want_close)
+		flush_mark(sh, c);
+	if (c->flush_wait && buf_room(&c->out) >= SMTP_SERVER_REPLY_ROOM) {
+		c->flush_wait = false;
+		sess_pump(sh, c);
+	}
+}
+
+/* on_cqe - one completion: a single switch on the op (STYLE.md 7) */
+static void on_cqe(struct shard *sh, const struct io_uring_cqe *cqe)
+{
+	uint64_t ud = cqe->user_data;
+	unsigned op = (unsigned)(ud >> 56);
+	uint32_t gen = (uint32_t)(ud >> 32) & 0xffffffu, slot = (uint32_t)ud;
+
+	if (op == OP_ACCEPT) {
+		if (cqe->res >= 0)
+			on_accept(sh, slot, cqe->res);
+		if (!(cqe->flags & IORING_CQE_F_MORE) &&
+		    __atomic_load_n(&sh->srv->phase, __ATOMIC_RELAXED) != NET_STOP)
+			accept_arm(sh, slot);
+		return;
+	}
+	if (op == OP_STORE) {
+		sh->srv->cfg.store->complete(sh->store, slot, cqe->res, cqe->flags);
+		return;
+	}
+	if (slot >= sh->nconns || sh->conns[slot].gen != gen || sh->conns[slot].state == C_FREE) {
+		STAT_ADD(sh, stale_completions, 1);
+		if (cqe->flags & IORING_CQE_F_BUFFER) {
+			sh->bufs.nfree--;
+			ring_bufs_put(&sh->bufs, (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT));
+		}
+		return;
+	}
+	struct conn *c = &sh->conns[slot];
+	switch (op) {
+	case OP_RECV:
+		on_recv(sh, c, cqe->res, cqe->flags);
+		break;
+	case OP_SEND:
+		on_send(sh, c, cqe->res);
+		break;
+	case OP_SHUTDOWN:
+	case OP_CLOSE:
+	case OP_CANCEL:
+		c->inflight--;
+		if (op == OP_CANCEL && c->state == C_OPEN)
+			sess_pump(sh, c);
+		conn_maybe_free(sh, c);
+		break;
+	default:
+		STAT_ADD(sh, stale_completions, 1);
+		break;
+	}
+}
+
+/* timers_expire - idle sessions get 421 4.4.2 and are closed */
+static void timers_expire(struct shard *sh)
+{
+	for (int t = T_CMD; t <= T_DATA; t++) {
+		while (sh->timers[t].head != NO_IDX) {
+			struct conn *c = &sh->conns[sh->timers[t].head];
+			if (c->deadline > sh->now)
+				break;
+			timer_unlink(sh, c);
+			struct smtp_server_io io = sess_io(sh, c);
+			smtp_server_timeout(c->eng, &io);
+			STAT_ADD(sh, timeouts, 1);
+			c->want_close = true;
+			c->reason = "timeout";
+			queue_drop(sh, c);
+			flush_mark(sh, c);
+		}
+	}
+}
+
+/* wait_ms - how long the loop may sleep */
+static int64_t wait_ms(struct shard *sh)
+{
+	int64_t w = SHARD_WAIT_MAX_MS;
+	for (int t = T_CMD; t <= T_DATA; t++) {
+		if (sh->timers[t].head != NO_IDX) {
+			int64_t d = sh->conns[sh->timers[t].head].deadline - sh->now;
+			if (d < w)
+				w = d < 0 ? 0 : d;
+		}
+	}
+	return w;
+}
+
+/* starved_rearm - buffers came back: re-arm recvs that ran out */
+static void starved_rearm(struct shard *sh)
+{
+	if (!sh->starved || sh->bufs.nfree < sh->bufs.count / 8)
+		return;
+	sh->starved = false;
+	for (uint32_t i = 0; i < sh->nconns; i++)
+		if (sh->conns[i].state == C_OPEN)
+			recv_resume(sh, &sh->conns[i]);
+}
+
+/* stop_all - NET_STOP: close every session and stop accepting */
+static void stop_all(struct shard *sh)
+{
+	for (uint32_t i = 0; i < sh->nconns; i++) {
+		struct conn *c = &sh->conns[i];
+		if (c->state == C_OPEN) {
+			c->reason = "shutdown";
+			conn_close_start(sh, c, "shutdown");
+		}
+	}
+	for (size_t i = 0; i < sh->srv->cfg.nlisten; i++) {
+		struct io_uring_sqe *sqe = ring_sqe(&sh->ring);
+		io_uring_prep_cancel64(sqe, ud_make(OP_ACCEPT, 0, (uint32_t)i), 0);
+		io_uring_sqe_set_data64(sqe, 0);
+	}
+}
+
+/* publish - copy gauges into the counters the scraper reads */
+static void publish(struct shard *sh)
+{
+	__atomic_store_n(&sh->st.buffers_free, sh->bufs.nfree, __ATOMIC_RELAXED);
+}
+
+/* shard_loop - the event loop: completions, then the loop boundary */
+static void shard_loop(struct shard *sh)
+{
+	bool stopping = false;
+	int64_t stop_deadline = 0;
+
+	for (;;) {
+		sh->now = now_ms();
+		int phase = __atomic_load_n(&sh->srv->phase, __ATOMIC_RELAXED);
+		if (phase == NET_STOP && !stopping) {
+			stopping = true;
+			stop_deadline = sh->now + 2000;
+			stop_all(sh);
+		}
+		if (stopping && ((sh->nopen == 0 && sh->srv->cfg.store->pending(sh->store) == 0) ||
+				 sh->now > stop_deadline))
+			break;
+		timers_expire(sh);
+		flush_all(sh);
+
+		struct io_uring_cqe *cqe = NULL;
+		int64_t w = wait_ms(sh);
+		struct __kernel_timespec ts = { .tv_sec = w / 1000, .tv_nsec = (w % 1000) * 1000000 };
+		int rc = io_uring_submit_and_wait_timeout(&sh->ring, &cqe, 1, &ts, NULL);
+		if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
+			evlog_msg("error", "ring", strerror(-rc));
+			break;
+		}
+		sh->now = now_ms();
+		unsigned head, n = 0;
+		io_uring_for_each_cqe(&sh->ring, head, cqe) {
+			on_cqe(sh, cqe);
+			n++;
+		}
+		io_uring_cq_advance(&sh->ring, n);
+		/* The loop boundary (STYLE.md 9): the store's group commit, then
+		 * the replies it made possible, then re-arming. */
+		sh->srv->cfg.store->turn_end(sh->store);
+		flush_all(sh);
+		starved_rearm(sh);
+		publish(sh);
+	}
+}
+
+/* shard_setup - the ring, buffers, slots and store of one shard */
+static int shard_setup(struct shard *sh)
+{
+	struct net_server *s = sh->srv;
+
+	if (ring_init(&sh->ring, SHARD_SQ_ENTRIES) != RM_OK) {
+		snprintf(sh->err, sizeof sh->err, "shard %u: io_uring setup failed", sh->idx);
+		return RM_EIO;
+	}
+	if (ring_bufs_init(&sh->bufs, &sh->ring, 0, SHARD_BUF_COUNT, SHARD_BUF_SIZE) != RM_OK) {
+		snprintf(sh->err, sizeof sh->err, "shard %u: buffer ring setup failed", sh->idx);
+		return RM_EIO;
+	}
+	sh->st.buffers_total = sh->bufs.count;
+	sh->buf_ref = calloc(SHARD_BUF_COUNT, sizeof *sh->buf_ref);
+	sh->buf_off = calloc(SHARD_BUF_COUNT, sizeof *sh->buf_off);
+	sh->buf_len = calloc(SHARD_BUF_COUNT, sizeof *sh->buf_len);
+	sh->buf_next = calloc(SHARD_BUF_COUNT, sizeof *sh->buf_next);
+	sh->nconns = s->cfg.max_connections + SHARD_SLOT_SPARE;
+	sh->conns = calloc(sh->nconns, sizeof *sh->conns);
+	if (!sh->buf_ref || !sh->buf_off || !sh->buf_len || !sh->buf_next || !sh->conns) {
+		snprintf(sh->err, sizeof sh->err, "shard %u: out of memory", sh->idx);
+		return RM_ENOMEM;
+	}
+	for (uint32_t i = 0; i < sh->nconns; i++)
+		sh->conns[i].flush_next = i + 1 < sh->nconns ? i + 1 : NO_IDX;
+	sh->free_head = 0;
+	sh->flush_head = NO_IDX;
+	for (int t = 0; t < 3; t++)
+		sh->timers[t].head = sh->timers[t].tail = NO_IDX;
+	sh->eng_size = (smtp_server_size() + 15) & ~(size_t)15;
+	sh->ecfg = (struct smtp_server_cfg){
+		.hostname = slice_cstr(s->cfg.hostname),
+		.max_message_size = s->cfg.max_message_size,
+		.max_recipients = s->cfg.max_recipients,
+		.max_errors = s->cfg.max_errors,
+		.tls_available = false,
+		.auth_available = false,
+		.policy = { .mail = policy_cb_mail, .rcpt = policy_cb_rcpt, .ctx = sh },
+		.alloc = &rm_alloc_libc,
+	};
+	struct store_env env = {
+		.ring = &sh->ring,
+		.shard = sh->idx,
+		.cb = { .appended = store_appended, .committed = store_committed, .ctx = sh },
+		.syncs = &sh->st.spool_syncs,
+		.sync_ns_hist = sh->st.sync_hist,
+		.body_copied = &sh->st.body_copied,
+	};
+	sh->store = s->cfg.store->create(s->cfg.store_global, &env);
+	if (sh->store == NULL) {
+		snprintf(sh->err, sizeof sh->err, "shard %u: message store %s failed to start", sh->idx,
+			 s->cfg.store->name);
+		return RM_EIO;
+	}
+	for (unsigned i = 0; i < s->cfg.nlisten; i++)
+		accept_arm(sh, i);
+	if (io_uring_submit(&sh->ring) < 0) {
+		snprintf(sh->err, sizeof sh->err, "shard %u: submit failed", sh->idx);
+		return RM_EIO;
+	}
+	return RM_OK;
+}
+
+/* shard_teardown - free what shard_setup made */
+static void shard_teardown(struct shard *sh)
+{
+	if (sh->store != NULL)
+		sh->srv->cfg.store->destroy(sh->store);
+	sh->store = NULL;
+	for (uint32_t i = 0; sh->conns && i < sh->nconns; i++) {
+		struct conn *c = &sh->conns[i];
+		if (c->state == C_FREE)
+			continue;
+		if (c->eng != NULL) {
+			smtp_server_fini(c->eng);
+			__atomic_fetch_sub(&sh->srv->open_total, 1, __ATOMIC_RELAXED);
+		}
+		if (c->ip_counted)
+			ip_release(sh->srv, &c->peer);
+		if (!c->close_started)
+			close(c->fd);
+		free(c->mem);
+		c->state = C_FREE;
+	}
+	if (sh->ring.ring_fd > 0) {
+		ring_bufs_fini(&sh->bufs, &sh->ring);
+		io_uring_queue_exit(&sh->ring);
+	}
+	free(sh->conns);
+	free(sh->buf_ref);
+	free(sh->buf_off);
+	free(sh->buf_len);
+	free(sh->buf_next);
+	sh->conns = NULL;
+	sh->buf_ref = NULL;
+	sh->buf_off = NULL;
+	sh->buf_len = NULL;
+	sh->buf_next = NULL;
+}
+
+/* shard_main - the shard thread */
+static void *shard_main(void *arg)
+{
+	struct shard *sh = arg;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+
+	if (ncpu > 0) {
+		CPU_ZERO(&set);
+		CPU_SET((int)(sh->idx % (unsigned long)ncpu), &set);
+		(void)pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+	}
+	sh->ring.ring_fd = -1;
+	if (shard_setup(sh) != RM_OK) {
+		__atomic_store_n(&sh->status, -1, __ATOMIC_RELEASE);
+		shard_teardown(sh);
+		return NULL;
+	}
+	__atomic_store_n(&sh->status, 1, __ATOMIC_RELEASE);
+	shard_loop(sh);
+	shard_teardown(sh);
+	return NULL;
+}
+
+/* --- the server ------------------------------------------------------------------------- */
+
+/* listen_one - one SO_REUSEPORT listening socket on l */
+static int listen_one(const struct net_listener *l, bool reuseport, char *err, size_t errlen)
+{
+	int one = 1;
+	int fd = socket(l->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0) {
+		snprintf(err, errlen, "listen %s: socket: %s", l->text, strerror(errno));
+		return -1;
+	}
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	if (reuseport)
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+	if (l->sa.ss_family == AF_INET6)
+		(void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+	if (bind(fd, (const struct sockaddr *)&l->sa, l->salen) < 0 || listen(fd, 4096) < 0) {
+		snprintf(err, errlen, "listen %s: %s", l->text, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* net_server_new - check cfg and bind every shard's listeners */
+int net_server_new(const struct net_cfg *cfg, struct net_server **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (cfg->threads == 0 || cfg->nlisten == 0 || cfg->store == NULL || cfg->policy == NULL) {
+		snprintf(err, errlen, "server: nothing to listen on, no shard or no store");
+		return RM_EINVAL;
+	}
+	struct net_server *s = calloc(1, sizeof *s);
+	if (s == NULL)
+		goto nomem;
+	s->cfg = *cfg;
+	pthread_mutex_init(&s->ip_lock, NULL);
+	s->listen = calloc(cfg->nlisten, sizeof *s->listen);
+	s->shards = calloc(cfg->threads, sizeof *s->shards);
+	s->nips = 64;
+	while (s->nips < 2 * (size_t)cfg->max_connections + 64)
+		s->nips *= 2;
+	s->ips = calloc(s->nips, sizeof *s->ips);
+	if (s->listen == NULL || s->shards == NULL || s->ips == NULL)
+		goto nomem;
+	memcpy(s->listen, cfg->listen, cfg->nlisten * sizeof *s->listen);
+	s->cfg.listen = s->listen;
+	for (unsigned i = 0; i < cfg->threads; i++) {
+		struct shard *sh = &s->shards[i];
+		sh->srv = s;
+		sh->idx = i;
+		sh->lfd = malloc(cfg->nlisten * sizeof *sh->lfd);
+		if (sh->lfd == NULL)
+			goto nomem;
+		for (size_t j = 0; j < cfg->nlisten; j++)
+			sh->lfd[j] = -1;
+	}
+	for (size_t j = 0; j < cfg->nlisten; j++) {
+		/* A plain bind first: SO_REUSEPORT would otherwise let us join
+		 * another process's listener on the same port unnoticed. */
+		int probe = listen_one(&s->listen[j], false, err, errlen);
+		if (probe < 0)
+			goto fail;
+		close(probe);
+		for (unsigned i = 0; i < cfg->threads; i++) {
+			s->shards[i].lfd[j] = listen_one(&s->listen[j], true, err, errlen);
+			if (s->shards[i].lfd[j] < 0)
+				goto fail;
+		}
+	}
+	*out = s;
+	return RM_OK;
+nomem:
+	snprintf(err, errlen, "server: out of memory");
+fail:
+	net_server_free(s);
+	return RM_EIO;
+}
+
+/* net_server_start - start the shard threads; wait until they are up */
+int net_server_start(struct net_server *s, char *err, size_t errlen)
+{
+	int rc = RM_OK;
+
+	for (unsigned i = 0; i < s->cfg.threads; i++) {
+		if (pthread_create(&s->shards[i].thread, NULL, shard_main, &s->shards[i]) != 0) {
+			snprintf(err, errlen, "shard %u: cannot start thread", i);
+			for (unsigned j = 0; j < i; j++)
+				s->shards[j].status = s->shards[j].status; /* joined below */
+			__atomic_store_n(&s->phase, NET_STOP, __ATOMIC_RELAXED);
+			for (unsigned j = 0; j < i; j++)
+				pthread_join(s->shards[j].thread, NULL);
+			return RM_EIO;
+		}
+	}
+	s->started = true;
+	for (unsigned i = 0; i < s->cfg.threads; i++) {
+		int st;
+		while ((st = __atomic_load_n(&s->shards[i].status, __ATOMIC_ACQUIRE)) == 0)
+			usleep(1000);
+		if (st < 0 && rc == RM_OK) {
+			snprintf(err, errlen, "%s", s->shards[i].err);
+			rc = RM_EIO;
+		}
+	}
+	if (rc != RM_OK) {
+		net_server_set_phase(s, NET_STOP);
+		net_server_join(s);
+	}
+	return rc;
+}
+
+/* net_server_set_phase - move to a later phase (never back) */
+void net_server_set_phase(struct net_server *s, enum net_phase ph)
+{
+	int cur = __atomic_load_n(&s->phase, __ATOMIC_RELAXED);
+	if ((int)ph > cur)
+		__atomic_store_n(&s->phase, (int)ph, __ATOMIC_RELAXED);
+	if (ph == NET_REFUSE)
+		ip_compact(s);
+}
+
+/* net_server_open - sessions open now, across shards */
+unsigned net_server_open(const struct net_server *s)
+{
+	return __atomic_load_n(&s->open_total, __ATOMIC_RELAXED);
+}
+
+/* net_server_stats - every shard's counters summed */
+void net_server_stats(const struct net_server *s, struct shard_stats *sum)
+{
+	memset(sum, 0, sizeof *sum);
+	for (unsigned i = 0; i < s->cfg.threads; i++) {
+		const uint64_t *src = (const uint64_t *)(const void *)&s->shards[i].st;
+		uint64_t *dst = (uint64_t *)(void *)sum;
+		for (size_t k = 0; k < sizeof *sum / sizeof(uint64_t); k++)
+			dst[k] += __atomic_load_n(&src[k], __ATOMIC_RELAXED);
+	}
+}
+
+/* net_server_join - wait for the shard threads (after NET_STOP) */
+void net_server_join(struct net_server *s)
+{
+	if (!s->started)
+		return;
+	for (unsigned i = 0; i < s->cfg.threads; i++)
+		pthread_join(s->shards[i].thread, NULL);
+	s->started = false;
+}
+
+/* net_server_free - close listeners and free */
+struct net_server *net_server_free(struct net_server *s)
+{
+	if (s == NULL)
+		return NULL;
+	for (unsigned i = 0; s->shards && i < s->cfg.threads; i++) {
+		for (size_t j = 0; s->shards[i].lfd && j < s->cfg.nlisten; j++)
+			if (s->shards[i].lfd[j] >= 0)
+				close(s->shards[i].lfd[j]);
+		free(s->shards[i].lfd);
+	}
+	pthread_mutex_destroy(&s->ip_lock);
+	free(s->shards);
+	free(s->listen);
+	free(s->ips);
+	free(s);
+	return NULL;
+}
+
+/* net_notify_ready - tell systemd we are ready when NOTIFY_SOCKET is set */
+void net_notify_ready(void)
+{
+#ifdef HAVE_SYSTEMD
+	if (getenv("NOTIFY_SOCKET") != NULL)
+		(void)sd_notify(0, "READY=1");
+#endif
+}
+
+/* net_raise_nofile - raise RLIMIT_NOFILE to at least want descriptors */
+int net_raise_nofile(unsigned long want, char *err, size_t errlen)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return RM_OK;
+	if (rl.rlim_cur >= want)
+		return RM_OK;
+	if (rl.rlim_max < want) {
+		struct rlimit hard = { want, want };
+		if (setrlimit(RLIMIT_NOFILE, &hard) == 0)
+			return RM_OK;
+	}
+	rl.rlim_cur = rl.rlim_max < want ? rl.rlim_max : want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want) {
+		snprintf(err, errlen, "RLIMIT_NOFILE is %llu, --max-connections needs %lu",
+			 (unsigned long long)rl.rlim_cur, want);
+		return RM_ELIMIT;
+	}
+	return RM_OK;
+}

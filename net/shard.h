@@ -1,0 +1,113 @@
+/* shard.h - the io_uring SMTP server runtime: shards, listeners, sessions.
+ *
+ * net_server_new binds, for each of cfg->threads shards, its own
+ * SO_REUSEPORT socket on every listener address (so privileges can be
+ * dropped afterwards); net_server_start starts one thread per shard, pinned
+ * to a CPU, each owning one ring, one provided buffer ring, its sessions and
+ * its message store, and returns once every ring is up. The phase (run,
+ * refuse new sessions, stop) is set by the controlling thread; shards look
+ * at it once per loop turn (they wake at least every 250 ms).
+ *
+ * Counters are per shard, written only by their shard (relaxed stores) and
+ * summed by net_server_stats at scrape time from any thread.
+ */
+#ifndef RINGMTA_NET_SHARD_H
+#define RINGMTA_NET_SHARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/err.h"
+#include "net/policy.h"
+#include "net/store.h"
+
+struct net_listener {
+	struct sockaddr_storage sa;
+	socklen_t salen;
+	bool tls;       /* implicit TLS (RFC 8314) */
+	char text[64];
+};
+
+struct net_cfg {
+	const struct net_listener *listen;
+	size_t nlisten;
+	unsigned threads;
+	const char *hostname;
+	uint64_t max_message_size;
+	unsigned max_recipients;
+	unsigned max_errors;
+	unsigned max_connections;        /* total across shards */
+	unsigned max_connections_per_ip;
+	unsigned command_timeout;        /* seconds */
+	unsigned data_timeout;           /* seconds */
+	const struct policy *policy;     /* shared, read-only */
+	const struct store_ops *store;
+	void *store_global;              /* given to store->create */
+};
+
+enum net_phase {
+	NET_RUN = 0,    /* normal service */
+	NET_REFUSE = 1, /* new sessions get 421 4.3.2 and are closed */
+	NET_STOP = 2,   /* close everything and return */
+};
+
+/* Reply classes counted per shard (2xx..5xx). */
+#define NET_REPLY_CLASSES 4
+
+struct shard_stats {
+	uint64_t connections_total;     /* accepted, rejected ones included */
+	uint64_t connections_closed;
+	uint64_t rejected_max_conn;     /* --max-connections */
+	uint64_t rejected_per_ip;       /* --max-connections-per-ip */
+	uint64_t rejected_draining;     /* 421 4.3.2 while draining */
+	uint64_t messages_received;
+	uint64_t received_bytes;        /* message bytes accepted */
+	uint64_t socket_bytes;          /* bytes read from sockets */
+	uint64_t replies[NET_REPLY_CLASSES];
+	uint64_t timeouts;
+	uint64_t stale_completions;
+	uint64_t enobufs;               /* recv found the buffer ring empty */
+	uint64_t buffers_total;
+	uint64_t buffers_free;
+	uint64_t spool_syncs;
+	uint64_t sync_hist[STORE_SYNC_BUCKETS];
+	uint64_t body_copied;
+	uint64_t commits_failed;
+};
+
+struct net_server;
+
+/* net_server_new - check cfg and bind every shard's listeners. On error
+ * returns RM_EIO/RM_EINVAL with one line in err. */
+RM_MUST_USE int net_server_new(const struct net_cfg *cfg, struct net_server **out, char *err,
+			       size_t errlen);
+
+/* net_server_start - start the shard threads; returns once every ring is
+ * set up and accepting, or an error (then the started ones are stopped) */
+RM_MUST_USE int net_server_start(struct net_server *s, char *err, size_t errlen);
+
+/* net_server_set_phase - move to a later phase (never back) */
+void net_server_set_phase(struct net_server *s, enum net_phase ph);
+
+/* net_server_open - sessions open now, across shards */
+unsigned net_server_open(const struct net_server *s);
+
+/* net_server_stats - every shard's counters summed */
+void net_server_stats(const struct net_server *s, struct shard_stats *sum);
+
+/* net_server_join - wait for the shard threads (after NET_STOP) */
+void net_server_join(struct net_server *s);
+
+/* net_server_free - close listeners and free; s must be joined or never
+ * started. Returns NULL. */
+struct net_server *net_server_free(struct net_server *s);
+
+/* net_notify_ready - tell systemd we are ready when NOTIFY_SOCKET is set */
+void net_notify_ready(void);
+
+/* net_raise_nofile - raise RLIMIT_NOFILE to at least want descriptors */
+RM_MUST_USE int net_raise_nofile(unsigned long want, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,82 @@
+/* store.h - the narrow message-store interface the inbound path calls.
+ *
+ * One store instance per shard, used only by that shard's thread. The shard
+ * drives a transaction through it:
+ *   begin    -> a transaction handle and the queue ID it will carry
+ *   append   -> body slices, as an iovec; the store writes them where it
+ *               likes (a spool writes them by writev at offsets it assigns).
+ *               Returns RM_OK when the bytes are already out of the caller's
+ *               memory, or RM_AGAIN when the caller must keep that memory
+ *               until the store reports the append done (cb.appended).
+ *   commit   -> the envelope and the trace header; the store reports later,
+ *               through cb.committed, whether the message is durable (0) or
+ *               not (RM_EIO, RM_ELIMIT). The 250 waits for that report.
+ *   abort    -> forget the transaction; pending appends still report.
+ *   turn_end -> the shard's loop boundary (STYLE.md 9): a durable store
+ *               submits its group fdatasync for everything committed in the
+ *               turn here; the null store reports its commits here.
+ *   complete -> a completion from the shard's ring with op SHARD_OP_STORE
+ *               (the store encodes its own meaning in the 32-bit tag).
+ * Callbacks are never made from inside begin/append/commit/abort, only from
+ * turn_end and complete, so the caller never sees re-entry.
+ */
+#ifndef RINGMTA_NET_STORE_H
+#define RINGMTA_NET_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "core/err.h"
+#include "core/slice.h"
+#include "core/smtp_server.h"
+
+struct io_uring;
+struct store_tx;
+
+#define STORE_QUEUE_ID_MAX 32
+
+/* What the shard learns from its store; ctx is the shard's. token is the
+ * caller's value given to begin/append (a connection reference). */
+struct store_cb {
+	void (*appended)(void *ctx, uint64_t token, uint64_t append_tag);
+	void (*committed)(void *ctx, uint64_t token, int status);
+	void *ctx;
+};
+
+/* Where the store may submit its own operations and what it reports. */
+struct store_env {
+	struct io_uring *ring; /* the shard's ring */
+	unsigned shard;        /* shard index, for file names and IDs */
+	struct store_cb cb;
+	/* Store-wide counters the shard publishes as metrics. */
+	uint64_t *syncs;          /* fdatasync calls that acknowledged messages */
+	uint64_t *sync_ns_hist;   /* fdatasync latency histogram, STORE_SYNC_BUCKETS */
+	uint64_t *body_copied;    /* body bytes copied in user space */
+};
+
+#define STORE_SYNC_BUCKETS 12 /* <=0.1ms .. <=204.8ms doubling, then +Inf */
+
+struct store_ops {
+	const char *name;
+	bool durable; /* commits are fdatasync'd before they are reported */
+	/* create - one shard's store over env; NULL when it cannot */
+	void *(*create)(void *global, const struct store_env *env);
+	void (*destroy)(void *st);
+	RM_MUST_USE int (*begin)(void *st, uint64_t token, struct store_tx **tx, char id[STORE_QUEUE_ID_MAX]);
+	RM_MUST_USE int (*append)(void *st, struct store_tx *tx, const struct iovec *iov, int n,
+				  uint64_t append_tag);
+	RM_MUST_USE int (*commit)(void *st, struct store_tx *tx, const struct smtp_tx *env,
+				  struct slice client_addr, struct slice trace_header);
+	void (*abort)(void *st, struct store_tx *tx);
+	void (*turn_end)(void *st);
+	void (*complete)(void *st, uint32_t tag, int res, uint32_t flags);
+	/* pending - operations still in the kernel (teardown waits for 0) */
+	unsigned (*pending)(void *st);
+};
+
+/* The null store: acknowledges at the loop boundary and keeps nothing. Not
+ * durable; ringmta-sink and tests use it. */
+extern const struct store_ops store_null_ops;
+
+#endif

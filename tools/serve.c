@@ -1,0 +1,291 @@
+/* serve.c - the daemon's composition root: settings -> running shards.
+ *
+ * Order (CONTRACT.md): probe the kernel, open the HTTP endpoint (/readyz
+ * 503), open and lock the spool, bind every listener, drop privileges, start
+ * the shards, then /readyz 200 and READY=1 to systemd. The calling thread
+ * then only handles signals (all are blocked in the shards) and drives the
+ * drain: SIGTERM/SIGINT -> /readyz 503 at once, --drain-grace seconds of
+ * normal service, then new sessions get 421 4.3.2 while open ones have at
+ * most 30 s to finish, then stop and exit 0. It also refreshes the free-space
+ * figure once a second. Exit codes: 0 after a drain, 2 on a bad environment
+ * at start-up (locked spool, missing kernel feature, unbindable address).
+ */
+#include "tools/opts.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "net/evlog.h"
+#include "net/metrics.h"
+#include "net/policy.h"
+#include "net/ring.h"
+#include "net/shard.h"
+#include "net/store.h"
+
+#define SERVE_STOP_GRACE_S 30 /* open sessions may finish this long */
+#define SERVE_ERR 256
+
+/* serve_fail - one line on stderr; exit code 2 (bad environment) */
+static int serve_fail(const char *what)
+{
+	evlog_msg("error", "start", what);
+	return 2;
+}
+
+/* serve_now - monotonic seconds */
+static double serve_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* serve_spool_lock - create the spool directory and hold its lock; -1 and
+ * a message when another instance holds it */
+static int serve_spool_lock(const char *dir, const struct passwd *pw, char *err, size_t errlen)
+{
+	char path[4096];
+
+	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+		snprintf(err, errlen, "--spool %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof path, "%s/lock", dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "--spool %.200s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		snprintf(err, errlen, "spool %s is locked: another ringmta runs on it", dir);
+		close(fd);
+		return -1;
+	}
+	if (pw != NULL && (chown(dir, pw->pw_uid, pw->pw_gid) != 0 || fchown(fd, pw->pw_uid, pw->pw_gid) != 0)) {
+		snprintf(err, errlen, "--spool %s: chown to %s: %s", dir, pw->pw_name, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* serve_policy - the relay rule's tables from the settings */
+static int serve_policy(const struct ringmta_opts *o, struct policy *p, char *err, size_t errlen)
+{
+	policy_init(p);
+	p->min_free = o->min_free_space;
+	for (size_t i = 0; i < o->n_relay_net; i++) {
+		struct policy_cidr c = { .family = o->relay_net[i].family, .prefix = o->relay_net[i].prefix };
+		memcpy(c.addr, o->relay_net[i].addr, sizeof c.addr);
+		if (policy_add_net(p, &c) != RM_OK)
+			goto nomem;
+	}
+	for (size_t i = 0; i < o->n_relay_domain; i++)
+		if (policy_add_domain(p, o->relay_domain[i]) != RM_OK)
+			goto nomem;
+	if (o->relay_recipients != NULL && policy_load_rcpts(p, o->relay_recipients, err, errlen) != RM_OK)
+		return -1;
+	policy_done(p);
+	return 0;
+nomem:
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+/* serve_listeners - the listener table from --listen and --listen-tls */
+static struct net_listener *serve_listeners(const struct ringmta_opts *o, size_t *n)
+{
+	*n = o->n_listen + o->n_listen_tls;
+	struct net_listener *l = calloc(*n ? *n : 1, sizeof *l);
+	if (l == NULL)
+		return NULL;
+	for (size_t i = 0; i < *n; i++) {
+		bool tls = i >= o->n_listen;
+		const struct opt_addr *a = tls ? &o->listen_tls[i - o->n_listen] : &o->listen[i];
+		l[i].sa = a->sa;
+		l[i].salen = a->salen;
+		l[i].tls = tls;
+		snprintf(l[i].text, sizeof l[i].text, "%s", a->text);
+	}
+	return l;
+}
+
+/* serve_drop - become --user (after binding and opening the spool) */
+static int serve_drop(const struct passwd *pw, char *err, size_t errlen)
+{
+	if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+		snprintf(err, errlen, "--user %s: %s", pw->pw_name, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* serve_store - the message store. The durable spool store plugs in here;
+ * until it exists the daemon refuses to pretend: the null store (which
+ * acknowledges without keeping anything) runs only when asked for by name
+ * in RINGMTA_STORE=null, for tests and benchmarks. */
+static const struct store_ops *serve_store(char *err, size_t errlen)
+{
+	const char *want = getenv("RINGMTA_STORE");
+	if (want != NULL && strcmp(want, "null") == 0) {
+		evlog_msg("warn", "store", "RINGMTA_STORE=null: messages are acknowledged but NOT kept");
+		return &store_null_ops;
+	}
+	snprintf(err, errlen, "no durable message store is built in (RINGMTA_STORE=null runs a non-durable test store)");
+	return NULL;
+}
+
+/* serve_signals - block the daemon's signals in this and every later thread */
+static void serve_signals(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+}
+
+/* serve_wait - handle signals and drive the drain until it is time to stop */
+static void serve_wait(const struct ringmta_opts *o, struct net_server *srv, struct metrics *m,
+		       struct policy *pol, const sigset_t *set)
+{
+	struct timespec tick = { 0, 100 * 1000000 };
+	double drain_at = 0, refuse_at = 0, space_at = 0;
+
+	for (;;) {
+		int sig = sigtimedwait(set, NULL, &tick);
+		double now = serve_now();
+		if ((sig == SIGTERM || sig == SIGINT) && drain_at == 0) {
+			drain_at = now;
+			metrics_set_ready(m, false);
+			evlog_msg("info", "drain", "signal received: draining");
+		} else if (sig == SIGHUP) {
+			evlog_reopen();
+		}
+		if (drain_at != 0 && refuse_at == 0 && now - drain_at >= o->drain_grace) {
+			refuse_at = now;
+			net_server_set_phase(srv, NET_REFUSE);
+		}
+		if (refuse_at != 0 && (net_server_open(srv) == 0 || now - refuse_at >= SERVE_STOP_GRACE_S))
+			break;
+		if (now - space_at >= 1.0) {
+			space_at = now;
+			policy_refresh_space(pol, o->spool);
+		}
+	}
+	net_server_set_phase(srv, NET_STOP);
+}
+
+/* ringmta_serve - run the daemon with these settings until it is told to stop */
+int ringmta_serve(const struct ringmta_opts *o)
+{
+	char err[SERVE_ERR], host[256];
+	const char *missing = NULL;
+	struct passwd *pw = NULL;
+	struct metrics *m = NULL;
+	struct net_server *srv = NULL;
+	struct net_listener *listen = NULL;
+	struct policy pol;
+	sigset_t set;
+	int rc = 2, lockfd = -1;
+
+	evlog_init(o->log_format == LOG_FORMAT_JSON);
+	policy_init(&pol);
+	serve_signals(&set);
+	if (ring_probe(&missing) != RM_OK) {
+		snprintf(err, sizeof err, "kernel lacks %s; ringmta needs Linux %s or later", missing,
+			 RING_MIN_KERNEL);
+		return serve_fail(err);
+	}
+	unsigned threads = o->threads ? o->threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	if (threads == 0)
+		threads = 1;
+	/* Each session is one socket; listeners, the ring, spool files and
+	 * the HTTP endpoint need a few more. */
+	unsigned long want = (unsigned long)o->max_connections + 64 * threads + 64;
+	if (net_raise_nofile(want, err, sizeof err) != RM_OK)
+		evlog_msg("warn", "start", err); /* accept then fails past it: handled */
+	if (o->user != NULL && (pw = getpwnam(o->user)) == NULL) {
+		snprintf(err, sizeof err, "--user %s: no such user", o->user);
+		return serve_fail(err);
+	}
+	if (o->has_metrics) {
+		m = metrics_start(&o->metrics.sa, o->metrics.salen, o->metrics.text, err, sizeof err);
+		if (m == NULL)
+			return serve_fail(err);
+	}
+	const struct store_ops *store = serve_store(err, sizeof err);
+	if (store == NULL)
+		goto out;
+	if ((lockfd = serve_spool_lock(o->spool, pw, err, sizeof err)) < 0)
+		goto out;
+	if (serve_policy(o, &pol, err, sizeof err) != 0)
+		goto out;
+	policy_refresh_space(&pol, o->spool);
+	if (o->hostname == NULL) {
+		if (gethostname(host, sizeof host) != 0)
+			snprintf(host, sizeof host, "localhost");
+		host[sizeof host - 1] = '\0';
+	}
+	size_t nlisten;
+	if ((listen = serve_listeners(o, &nlisten)) == NULL) {
+		snprintf(err, sizeof err, "out of memory");
+		goto out;
+	}
+	struct net_cfg cfg = {
+		.listen = listen,
+		.nlisten = nlisten,
+		.threads = threads,
+		.hostname = o->hostname ? o->hostname : host,
+		.max_message_size = o->max_message_size,
+		.max_recipients = o->max_recipients,
+		.max_errors = o->max_errors,
+		.max_connections = o->max_connections,
+		.max_connections_per_ip = o->max_connections_per_ip,
+		.command_timeout = o->command_timeout,
+		.data_timeout = o->data_timeout,
+		.policy = &pol,
+		.store = store,
+		.store_global = NULL,
+	};
+	if (net_server_new(&cfg, &srv, err, sizeof err) != RM_OK)
+		goto out;
+	if (pw != NULL && serve_drop(pw, err, sizeof err) != 0)
+		goto out;
+	if (net_server_start(srv, err, sizeof err) != RM_OK)
+		goto out;
+	metrics_set_server(m, srv);
+	metrics_set_ready(m, true);
+	net_notify_ready();
+	snprintf(err, sizeof err, "ringmta %s listening with %u shards", RINGMTA_VERSION, threads);
+	evlog_msg("info", "ready", err);
+
+	serve_wait(o, srv, m, &pol, &set);
+	net_server_join(srv);
+	evlog_msg("info", "stop", "drained, exiting");
+	rc = 0;
+out:
+	if (rc != 0)
+		serve_fail(err);
+	metrics_set_server(m, NULL);
+	m = metrics_stop(m);
+	srv = net_server_free(srv);
+	free(listen);
+	policy_free(&pol);
+	if (lockfd >= 0)
+		close(lockfd);
+	return rc;
+}
