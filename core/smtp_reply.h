@@ -34,15 +34,21 @@ RM_MUST_USE static inline int smtp_reply_puts(struct buf *b, unsigned code, cons
 	return smtp_reply_put(b, code, enh, slice_cstr(text), false);
 }
 
-/* A reply as read by a client. */
+/* A reply as read by a client.
+ *
+ * Every line of a reply carries the same code, else the reply is BAD. Each
+ * line's text starts after "CODE-" / "CODE " (a bare "CODE" line has empty
+ * text). An enhanced status code at the start of a line's text (RFC 2034:
+ * class "." subject "." detail, class 2, 4 or 5 and equal to the first digit
+ * of the reply code, subject and detail 1-3 digits, followed by SP or the end
+ * of the line) is removed from that line's text with the spaces after it; the
+ * first line that has one sets enh. Lines end at LF, with or without CR. */
 struct smtp_reply {
 	unsigned code;          /* 200..599 */
 	unsigned enh[3];        /* class.subject.detail, all 0 when absent */
 	bool has_enh;
-	size_t nlines;
-	struct slice line[SMTP_REPLY_LINES_MAX]; /* text of each line after
-						  * "CODE-" / "CODE ", with the
-						  * enhanced code removed */
+	size_t nlines;          /* lines kept in line[] */
+	struct slice line[SMTP_REPLY_LINES_MAX]; /* text of each line */
 	bool truncated;         /* lines or bytes past the limits were dropped */
 };
 
@@ -52,13 +58,17 @@ enum smtp_reply_status {
 	SMTP_REPLY_BAD,           /* not an SMTP reply: the peer is broken */
 };
 
+/* Limits: a line keeps at most SMTP_REPLY_LINE_MAX - 6 text bytes (the line
+ * less "CODE-" and CRLF), a reply at most SMTP_REPLY_MAX text bytes and
+ * SMTP_REPLY_LINES_MAX lines; the rest is parsed (codes still checked) but
+ * dropped, and truncated is set. A line with no end never grows memory. */
 struct smtp_reply_parser {
 	struct smtp_reply _r;
 	size_t _len;              /* bytes of _text used */
 	size_t _line_start;       /* start of the line being read in _text */
-	uint32_t _line_bytes;     /* bytes of the current raw line so far */
+	unsigned _code;           /* code of the line being read */
 	uint8_t _state;
-	unsigned _first_code;
+	bool _more;               /* the line being read is a "CODE-" line */
 	char _text[SMTP_REPLY_MAX];
 };
 
@@ -67,7 +77,8 @@ void smtp_reply_parser_init(struct smtp_reply_parser *p);
 
 /* smtp_reply_feed - consume in[0..len) up to the end of one reply.
  * *consumed is set to the bytes used; on READY the reply is at *out and stays
- * valid until the next feed. */
+ * valid until the next feed (which starts the next reply). BAD is sticky:
+ * every later feed returns BAD and consumes nothing. */
 enum smtp_reply_status smtp_reply_feed(struct smtp_reply_parser *p, const char *in, size_t len,
 				       size_t *consumed, const struct smtp_reply **out);
 
