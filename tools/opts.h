@@ -5,6 +5,15 @@
  * by -c/--config, then the command line (a list flag given at all replaces
  * its default; a list on the command line replaces the file's list). Strings
  * and arrays are owned by the struct until opts_free.
+ *
+ * The value "none" unsets an optional setting (the contract's "none"
+ * defaults: no smarthost, system resolver, system CA store, ...) and empties
+ * a list (--relay-net none: no client may relay by address). Booleans are
+ * written yes/no (on/off, true/false, 1/0 are accepted too); a bare
+ * --proxy-protocol means yes. --check-config prints the settings in the
+ * config-file format, so its output is itself a valid config file: lists one
+ * line per item, unset settings and empty lists as "key = none", booleans as
+ * yes/no, --retry-schedule as one comma-separated line.
  */
 #ifndef RINGMTA_TOOLS_OPTS_H
 #define RINGMTA_TOOLS_OPTS_H
@@ -15,26 +24,7 @@
 #include <stdio.h>
 #include <sys/socket.h>
 
-/* A parsed ADDR:PORT (IPv4, or IPv6 as [addr]:port). */
-struct opt_addr {
-	struct sockaddr_storage sa;
-	socklen_t salen;
-	char text[64]; /* as given, normalised: 127.0.0.1:2525 or [::1]:2525 */
-};
-
-/* A parsed CIDR. */
-struct opt_cidr {
-	int family; /* AF_INET or AF_INET6 */
-	uint8_t addr[16];
-	unsigned prefix;
-	char text[64];
-};
-
-/* HOST:PORT of a next hop (HOST a name or an address literal). */
-struct opt_hostport {
-	char host[256];
-	uint16_t port;
-};
+#include "tools/opttab.h" /* struct opt_addr, opt_cidr, opt_hostport */
 
 struct opt_route {
 	char domain[256]; /* lower-case */
@@ -89,6 +79,7 @@ struct ringmta_opts {
 	struct opt_addr metrics;
 	enum opt_log_format log_format;
 	bool check_config;
+	int _list_src[6]; /* where each list came from: default, file, argv */
 };
 
 /* opts_parse - defaults, then the config file, then argv. Returns 0, or 1
