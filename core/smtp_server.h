@@ -14,18 +14,30 @@
  *     SMTP_EV_BODY      io->body[0..nbody) are message bytes, slices of the
  *                       input (or constants): append them to the spool, keep
  *                       the input alive until written, then feed the rest
- *     SMTP_EV_COMMIT    end of the message: make the transaction durable
- *                       (smtp_server_tx describes it), then call
- *                       smtp_server_committed; only then feed the rest
- *     SMTP_EV_ABORT     the message was refused (size, loop) after body
- *                       bytes went out: discard what was appended
+ *     SMTP_EV_COMMIT    end of the message: io->body[0..nbody) are its
+ *                       last bytes (often none): append them, make the
+ *                       transaction durable (smtp_server_tx describes it),
+ *                       then call smtp_server_committed; only then feed
+ *                       the rest
+ *     SMTP_EV_ABORT     the message was refused (size, loop) or the
+ *                       transaction reset (RSET/EHLO between BDAT chunks)
+ *                       after body bytes may have gone out: discard what
+ *                       was appended for it; the reply is queued
  *     SMTP_EV_STARTTLS  "220" is queued; send it, drop every byte already
  *                       received after the command (CVE-2011-0411), do the
  *                       handshake, then call smtp_server_tls_started
  *     SMTP_EV_AUTH      check smtp_server_auth_user/pass off the loop, then
  *                       call smtp_server_auth_done
  *     SMTP_EV_CLOSE     send replies, then close the connection
- * While a COMMIT, STARTTLS or AUTH is pending the engine consumes nothing.
+ * While a COMMIT or AUTH is pending the engine consumes nothing (feed returns
+ * SMTP_EV_NONE with *consumed 0); while STARTTLS is pending it consumes and
+ * drops everything fed (plaintext injected after the command is never
+ * interpreted). After SMTP_EV_CLOSE every feed returns SMTP_EV_CLOSE.
+ *
+ * Room: before each step that may queue a reply the engine wants
+ * SMTP_SERVER_REPLY_ROOM free bytes in io->replies; with less (and something
+ * queued) it returns SMTP_EV_FLUSH. io->body_cap must be at least 1.
+ * Zero limits in the config mean the CONTRACT.md defaults.
  */
 #ifndef RINGMTA_CORE_SMTP_SERVER_H
 #define RINGMTA_CORE_SMTP_SERVER_H
@@ -61,6 +73,8 @@ struct smtp_server_policy {
 	void *ctx;
 };
 
+#define SMTP_SERVER_REPLY_ROOM 512 /* the longest reply one step queues */
+
 struct smtp_server_cfg {
 	struct slice hostname;      /* greeting, EHLO reply */
 	uint64_t max_message_size;  /* SIZE; larger gets 552 5.3.4 */
@@ -70,6 +84,8 @@ struct smtp_server_cfg {
 	bool auth_available;        /* an auth file is set: AUTH under TLS */
 	struct smtp_server_policy policy;
 	const struct rm_alloc *alloc;
+	size_t tx_arena_limit;      /* bytes for one envelope; 0: sized from
+				     * max_recipients; past it 452 4.3.1 */
 };
 
 /* One recipient of the transaction, copied into the transaction arena. */
@@ -160,5 +176,34 @@ struct slice smtp_server_helo(const struct smtp_server *s);
 bool smtp_server_esmtp(const struct smtp_server *s);
 bool smtp_server_tls(const struct smtp_server *s);
 struct slice smtp_server_authed(const struct smtp_server *s);
+
+/* smtp_server_state_name - the session state's name, for logs and tests */
+const char *smtp_server_state_name(const struct smtp_server *s);
+
+/* smtp_server_errors - protocol errors counted so far in the session */
+unsigned smtp_server_errors(const struct smtp_server *s);
+
+/* What the Received: trace header says (RFC 5321 §4.4, RFC 3848, RFC 6531
+ * §4.3). Every slice is borrowed; control bytes in them are written as '?'. */
+struct smtp_received {
+	struct slice helo;     /* HELO/EHLO name; empty: "unknown" */
+	struct slice client;   /* client address text, e.g. "[192.0.2.1]" */
+	struct slice hostname; /* this host */
+	struct slice queue_id;
+	struct slice rcpt;     /* the one recipient, or empty: no "for" clause */
+	struct slice date;     /* RFC 5322 date-time, supplied by the host */
+	bool esmtp, tls, authed, utf8;
+};
+
+/* smtp_received_put - append the whole Received: field (CRLF-terminated
+ * lines, continuation lines folded with a TAB), all or nothing */
+RM_MUST_USE int smtp_received_put(struct buf *b, const struct smtp_received *r);
+
+/* smtp_server_received - smtp_received_put with what the session knows
+ * (HELO name, protocol flags, the recipient when there is exactly one);
+ * call between SMTP_EV_COMMIT and smtp_server_committed */
+RM_MUST_USE int smtp_server_received(const struct smtp_server *s, struct buf *b,
+				     struct slice client, struct slice queue_id,
+				     struct slice date);
 
 #endif
