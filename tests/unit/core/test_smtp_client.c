@@ -391,6 +391,16 @@ static const char *const t_refused_nopipe[] = {
 	"CRCPT TO:<c@y.test>\r\n", "S450 later\r\n", QUIT, NULL
 };
 
+/* Without PIPELINING the RSET waits for its own reply before MAIL. */
+static const char *const t_rset_nopipe[] = {
+	GREET, "S250 mx.test\r\n",
+	"CMAIL FROM:<a@x.test>\r\n", "S250 ok\r\n", "CRCPT TO:<b@y.test>\r\n", "S550 no\r\n",
+	"CRCPT TO:<c@y.test>\r\n", "S550 no\r\n",
+	"CRSET\r\n", "S250 reset\r\n",
+	"CMAIL FROM:<a@x.test>\r\n", "S250 ok\r\n", "CRCPT TO:<b@y.test>\r\n", "S250 ok\r\n",
+	"CDATA\r\n", "S354 go\r\n", "C" BODY_A_STUFFED, "S250 queued\r\n", QUIT, NULL
+};
+
 static const char *const t_354_none[] = {
 	GREET, EHLO_PIPE,
 	"CMAIL FROM:<a@x.test> SIZE=33\r\nRCPT TO:<b@y.test>\r\nDATA\r\n",
@@ -465,6 +475,8 @@ static const struct transcript transcripts[] = {
 	  "ready rcpt0=550 rcpt1=550 ready rcpt0=250 body result=250 ready close=NONE", 0 },
 	{ "all refused, not pipelined", t_refused_nopipe, only_bc, 0, false, 0,
 	  "ready rcpt0=550 rcpt1=450 ready close=NONE", 0 },
+	{ "RSET, not pipelined", t_rset_nopipe, bc_then_a, 0, false, 0,
+	  "ready rcpt0=550 rcpt1=550 ready rcpt0=250 body result=250 ready close=NONE", 0 },
 	{ "354 with no recipient", t_354_none, a_then_a, 0, false, 0,
 	  "ready rcpt0=550 ready rcpt0=250 body result=250 ready close=NONE", 0 },
 	{ "mail refused", t_mail_refused, only_a, 0, false, 0, "ready result=550 ready close=NONE", 0 },
