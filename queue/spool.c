@@ -80,6 +80,7 @@ struct spool_tx {
 	char id[MSGID_LEN + 1];
 	char *body; /* copy-forward: the body being rewritten */
 	struct spool_tx *clink; /* the committing list */
+	struct spool_tx *aprev, *anext; /* every transaction not yet freed */
 };
 
 /* One live committed message in the index. */
@@ -110,6 +111,7 @@ struct spool {
 	struct sp_req *reqs, *free_req, *qhead, *qtail;
 	unsigned nreq;
 	struct spool_tx *committing;
+	struct spool_tx *txs;     /* all, so that closing frees them */
 	uint64_t next_tag;
 	struct sp_ent *ents;
 	size_t nent, ent_cap, ndead;
@@ -344,9 +346,16 @@ static void sp_unpin(struct spool *sp, uint32_t seg)
 		f->pins--;
 }
 
-/* sp_tx_free - free a transaction whose writes have all completed */
-static void sp_tx_free(struct spool_tx *tx)
+/* sp_tx_free - free a transaction (its writes have completed, or the
+ * spool is closing) */
+static void sp_tx_free(struct spool *sp, struct spool_tx *tx)
 {
+	if (tx->aprev)
+		tx->aprev->anext = tx->anext;
+	else
+		sp->txs = tx->anext;
+	if (tx->anext)
+		tx->anext->aprev = tx->aprev;
 	free(tx->ext);
 	free(tx->pins);
 	free(tx->body);
@@ -558,7 +567,7 @@ static void sp_tx_end(struct spool *sp, struct spool_tx *tx, int status)
 	tx->npins = 0;
 	sp_tx_unlink(sp, tx);
 	sp_report(sp, tx, status);
-	sp_tx_free(tx);
+	sp_tx_free(sp, tx);
 }
 
 /* sp_tx_check - report tx if all its writes are done and it is durable or
@@ -652,7 +661,7 @@ static void sp_write_done(struct spool *sp, struct sp_req *r, int64_t res)
 		tx->inflight--;
 		if (tx->aborted) {
 			if (!tx->inflight)
-				sp_tx_free(tx);
+				sp_tx_free(sp, tx);
 		} else {
 			sp_tx_check(sp, tx);
 		}
@@ -778,7 +787,19 @@ struct spool_tx *spool_tx_begin(struct spool *sp, void *cookie)
 		return NULL;
 	tx->cookie = cookie;
 	tx->tag = ++sp->next_tag;
+	tx->anext = sp->txs;
+	if (sp->txs)
+		sp->txs->aprev = tx;
+	sp->txs = tx;
 	return tx;
+}
+
+/* spool_tx_id - the transaction's queue ID, assigned on first use */
+const char *spool_tx_id(struct spool *sp, struct spool_tx *tx, uint64_t now_us)
+{
+	if (tx->id[0] == '\0')
+		msgid_next(&sp->gen, now_us, tx->id);
+	return tx->id;
 }
 
 /* spool_tx_append - queue a chunk record over v[0..nv) */
@@ -838,7 +859,7 @@ int spool_tx_commit(struct spool *sp, struct spool_tx *tx, const struct spool_en
 	struct buf b;
 	size_t size;
 
-	if (!tx->forward)
+	if (tx->id[0] == '\0') /* not given by spool_tx_id or a copy forward */
 		msgid_next(&sp->gen, env->arrival_us, tx->id);
 	e.id = slice_make(tx->id, MSGID_LEN);
 	e.shard = sp->shard;
@@ -887,7 +908,7 @@ void spool_tx_abort(struct spool *sp, struct spool_tx *tx)
 	tx->npins = 0;
 	tx->aborted = true;
 	if (!tx->inflight)
-		sp_tx_free(tx);
+		sp_tx_free(sp, tx);
 }
 
 /* --- journal, reading, deletion -------------------------------------------- */
@@ -1038,7 +1059,7 @@ int spool_copy_forward(struct spool *sp, struct slice id, void *cookie)
 	tx = spool_tx_begin(sp, cookie);
 	if (!tx || !(tx->body = malloc(len ? len : 1))) {
 		if (tx)
-			sp_tx_free(tx);
+			sp_tx_free(sp, tx);
 		rc = RM_ENOMEM;
 		goto out;
 	}
@@ -1080,11 +1101,8 @@ struct spool *spool_close(struct spool *sp)
 {
 	if (!sp)
 		return NULL;
-	while (sp->committing) {
-		struct spool_tx *tx = sp->committing;
-		sp->committing = tx->clink;
-		sp_tx_free(tx);
-	}
+	while (sp->txs)
+		sp_tx_free(sp, sp->txs);
 	while (sp->files)
 		sp_file_drop(sp, sp->files, false);
 	for (unsigned i = 0; i < sp->nreq; i++)

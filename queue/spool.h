@@ -146,6 +146,11 @@ struct spool *spool_close(struct spool *sp);
 /* spool_tx_begin - a new transaction; NULL when out of memory */
 struct spool_tx *spool_tx_begin(struct spool *sp, void *cookie);
 
+/* spool_tx_id - the transaction's queue ID, assigned now (from now_us) if
+ * it has none yet; the commit record carries this ID, so a Received: header
+ * written before the commit can name it. Valid while the transaction is. */
+const char *spool_tx_id(struct spool *sp, struct spool_tx *tx, uint64_t now_us);
+
 /* spool_tx_append - queue the concatenation of v[0..nv) as one chunk
  * record. RM_AGAIN: too many requests in flight (retry after completions);
  * RM_ELIMIT: more than 64 slices or 16 MiB; RM_EIO: no segment could be
