@@ -450,44 +450,28 @@ static void synced_finishes(struct pc_run *r, uint8_t (*fin)[3])
 }
 
 struct pc_totals {
-	uint64_t cuts, acked, found, torn_writes, torn_bytes, finished_kept;
+	uint64_t cuts, acked, found, torn_writes, torn_bytes, finished_kept, recut;
 };
 
-/* one_case - a workload cut at a random point, then recovery and checks */
-static void one_case(uint64_t seed, struct pc_totals *tot)
+/* check_recovered - recover fs and check every promise; fails the test
+ * with the seed on a broken one */
+static void check_recovered(struct pc_run *r, struct pc_fs *fs, const struct spool_cfg *base,
+			    uint8_t (*fin)[3], uint64_t seed, struct pc_totals *tot)
 {
-	struct pc_run *r = calloc(1, sizeof *r);
-	struct spool_cfg cfg;
+	struct spool_io io = pc_io(fs);
+	struct spool_cfg cfg = *base;
 	struct spool_recovery rec;
-	struct pc_fs after;
-	static uint8_t fin[PC_MSGS][3];
+	struct spool *sp = NULL;
+	static bool seen[PC_MSGS];
 	int rc;
 
-	r->rng = seed;
-	r->fs.rng = seed ^ 0x5bd1e995;
-	r->fs.limit = 50 + test_rand(&r->rng) % 1500;
-	r->io = pc_io(&r->fs);
-	cfg = (struct spool_cfg){ &r->io, 1, 8192 + run_rand(r, 32768), 0 };
-	if (spool_open(&r->sp, &cfg, NULL) != RM_OK)
-		goto cut; /* the power went during the first start */
-	for (int t = 0; t < 4000 && !r->fs.dead; t++)
-		one_turn(r);
-cut:
-	memset(fin, 0, sizeof fin);
-	synced_finishes(r, fin);
-	r->sp = spool_close(r->sp);
-	pc_cut(&r->fs, &after, &tot->torn_writes);
-
-	struct spool_io io2 = pc_io(&after);
-	cfg.io = &io2;
-	struct spool *sp2 = NULL;
-	rc = spool_open(&sp2, &cfg, &rec);
+	cfg.io = &io;
+	rc = spool_open(&sp, &cfg, &rec);
 	if (rc != RM_OK)
 		fail_msg("seed %llu: recovery failed: %d", (unsigned long long)seed, rc);
 	tot->cuts++;
 	tot->torn_bytes += rec.torn_bytes;
 	/* nothing that was never committed; bodies and envelopes exact */
-	static bool seen[PC_MSGS];
 	memset(seen, 0, sizeof seen);
 	for (size_t i = 0; i < rec.nmsg; i++) {
 		const struct spool_msg *g = &rec.msg[i];
@@ -501,15 +485,17 @@ cut:
 		seen[n] = true;
 		char *buf = malloc(m->len + 1);
 		if (spool_env_body_len(&g->env) != m->len ||
-		    spool_read(sp2, &g->env, 0, buf, m->len) != RM_OK ||
+		    spool_read(sp, &g->env, 0, buf, m->len) != RM_OK ||
 		    memcmp(buf, m->body, m->len) != 0)
 			fail_msg("seed %llu: message %u body differs", (unsigned long long)seed, n);
 		free(buf);
-		if (g->env.nrcpt != m->nrcpt || !slice_eq(g->env.received, SLICE_LIT("Received: from powercut\r\n")))
+		if (g->env.nrcpt != m->nrcpt ||
+		    !slice_eq(g->env.received, SLICE_LIT("Received: from powercut\r\n")))
 			fail_msg("seed %llu: message %u envelope differs", (unsigned long long)seed, n);
 		for (uint32_t k = 0; k < m->nrcpt; k++) {
 			if (!slice_eq(g->env.rcpt[k].addr, m->r[k].addr))
-				fail_msg("seed %llu: message %u recipient differs", (unsigned long long)seed, n);
+				fail_msg("seed %llu: message %u recipient differs",
+					 (unsigned long long)seed, n);
 			if (g->rs[k].outcome && !m->journaled[k])
 				fail_msg("seed %llu: message %u rcpt %u finished but never journaled",
 					 (unsigned long long)seed, n, k);
@@ -537,7 +523,52 @@ cut:
 				 (unsigned long long)seed, n, m->id);
 	}
 	spool_recovery_free(&rec);
-	spool_close(sp2);
+	spool_close(sp);
+}
+
+/* one_case - a workload cut at a random point, recovery and checks; then
+ * a second cut in the middle of a recovery (journal compaction, segment
+ * deletion) and the same checks again */
+static void one_case(uint64_t seed, struct pc_totals *tot)
+{
+	struct pc_run *r = calloc(1, sizeof *r);
+	struct spool_cfg cfg;
+	struct pc_fs after, again;
+	static uint8_t fin[PC_MSGS][3];
+
+	r->rng = seed;
+	r->fs.rng = seed ^ 0x5bd1e995;
+	r->fs.limit = 50 + test_rand(&r->rng) % 1500;
+	r->io = pc_io(&r->fs);
+	cfg = (struct spool_cfg){ &r->io, 1, 8192 + run_rand(r, 32768), 0 };
+	if (spool_open(&r->sp, &cfg, NULL) != RM_OK)
+		goto cut; /* the power went during the first start */
+	for (int t = 0; t < 4000 && !r->fs.dead; t++)
+		one_turn(r);
+cut:
+	memset(fin, 0, sizeof fin);
+	synced_finishes(r, fin);
+	r->sp = spool_close(r->sp);
+	pc_cut(&r->fs, &after, &tot->torn_writes);
+	check_recovered(r, &after, &cfg, fin, seed, tot);
+
+	/* the recovery above changed the files; cut the next one short */
+	struct pc_fs *mid = calloc(1, sizeof *mid);
+	pc_cut(&after, mid, &tot->torn_writes); /* the first recovery's state */
+	struct spool_io mio = pc_io(mid);
+	struct spool_cfg mcfg = cfg;
+	struct spool *sp = NULL;
+	mid->limit = 1 + test_rand(&r->rng) % 40;
+	mcfg.io = &mio;
+	if (spool_open(&sp, &mcfg, NULL) == RM_OK)
+		spool_close(sp);
+	tot->recut += mid->dead;
+	pc_cut(mid, &again, &tot->torn_writes);
+	check_recovered(r, &again, &cfg, fin, seed, tot);
+
+	pc_free(mid);
+	free(mid);
+	pc_free(&again);
 	pc_free(&after);
 	pc_free(&r->fs);
 	for (unsigned n = 0; n < r->next; n++)
@@ -562,16 +593,19 @@ static void test_power_cuts(void **st)
 		one_case(seed, &tot);
 	}
 	printf("power cuts: %llu cases, %llu acknowledged messages checked (%llu still queued), "
-	       "%llu torn writes, %llu torn bytes skipped, %llu synced finishes kept\n",
+	       "%llu torn writes, %llu torn bytes skipped, %llu synced finishes kept, "
+	       "%llu recoveries cut short\n",
 	       (unsigned long long)tot.cuts, (unsigned long long)tot.acked,
 	       (unsigned long long)tot.found, (unsigned long long)tot.torn_writes,
-	       (unsigned long long)tot.torn_bytes, (unsigned long long)tot.finished_kept);
+	       (unsigned long long)tot.torn_bytes, (unsigned long long)tot.finished_kept,
+	       (unsigned long long)tot.recut);
 	if (!one) {
 		/* the test must have bitten: messages acknowledged, tails torn */
 		assert_true(tot.acked > 1000);
 		assert_true(tot.torn_writes > 100);
 		assert_true(tot.torn_bytes > 0);
 		assert_true(tot.finished_kept > 0);
+		assert_true(tot.recut > 100);
 	}
 }
 
