@@ -529,6 +529,35 @@ static void test_stale_completion(void **st)
 	fx_teardown(&fx);
 }
 
+/* The ID can be taken before the commit (for the Received: header); the
+ * commit record and the done event carry that same ID. */
+static void test_id_before_commit(void **st)
+{
+	(void)st;
+	struct fixture fx;
+	struct tmsg m;
+	uint64_t seed = 5;
+	struct spool_recovery rec;
+
+	fx_setup(&fx);
+	fx_open(&fx, 0, NULL);
+	tmsg_make(&m, 1, &seed);
+	struct spool_tx *tx = tmsg_send(fx.sp, &m);
+	char early[MSGID_LEN + 1];
+	snprintf(early, sizeof early, "%s", spool_tx_id(fx.sp, tx, m.env.arrival_us));
+	assert_true(msgid_parse(slice_cstr(early), NULL));
+	assert_string_equal(spool_tx_id(fx.sp, tx, m.env.arrival_us + 99), early); /* stable */
+	assert_int_equal(spool_tx_commit(fx.sp, tx, &m.env), 0);
+	assert_int_equal(collect(fx.sp, 0), 1);
+	assert_string_equal(m.id, early);
+	fx_open(&fx, 0, &rec);
+	assert_int_equal(rec.nmsg, 1);
+	assert_true(slice_eq(rec.msg[0].env.id, slice_cstr(early)));
+	spool_recovery_free(&rec);
+	free(m.body);
+	fx_teardown(&fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -539,6 +568,7 @@ int main(void)
 		cmocka_unit_test(test_disk_full),
 		cmocka_unit_test(test_lock_exclusion),
 		cmocka_unit_test(test_stale_completion),
+		cmocka_unit_test(test_id_before_commit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
