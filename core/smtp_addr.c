@@ -11,28 +11,49 @@
  */
 #include "core/smtp_addr.h"
 
-/* addr_alpha - ALPHA */
-static inline bool addr_alpha(unsigned char c)
+/* Byte classes, one table lookup per byte on the hot path. The table is
+ * computed by the compiler from the grammar's definitions below. */
+#define ACL_ATEXT 0x01    /* RFC 5322 atext, ASCII part */
+#define ACL_LETDIG 0x02   /* Let-dig */
+#define ACL_QTEXT 0x04    /* qtextSMTP, ASCII part: %d32-33 / %d35-91 / %d93-126 */
+#define ACL_DCONTENT 0x08 /* dcontent: %d33-90 / %d94-126 */
+#define ACL_XCHAR 0x10    /* xtext's xchar: %d33-42 / %d44-60 / %d62-126 */
+#define ACL_VALUE 0x20    /* esmtp-value, ASCII part: %d33-60 / %d62-126 */
+#define ACL_KEY 0x40      /* esmtp-keyword after its first byte: Let-dig / "-" */
+#define ACL_HEX 0x80      /* HEXDIG, either case (IPv6-hex) */
+
+#define ACL_IS_LETDIG(c) (((c) >= 'a' && (c) <= 'z') || ((c) >= 'A' && (c) <= 'Z') || ((c) >= '0' && (c) <= '9'))
+#define ACL_IS_ATEXT(c)                                                                         \
+	(ACL_IS_LETDIG(c) || (c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' || (c) == '&' || \
+	 (c) == '\'' || (c) == '*' || (c) == '+' || (c) == '-' || (c) == '/' || (c) == '=' ||      \
+	 (c) == '?' || (c) == '^' || (c) == '_' || (c) == '`' || (c) == '{' || (c) == '|' ||       \
+	 (c) == '}' || (c) == '~')
+#define ACL_PRINT(c) ((c) >= 33 && (c) <= 126)
+#define ACL(c)                                                                                  \
+	((ACL_IS_ATEXT(c) ? ACL_ATEXT : 0) | (ACL_IS_LETDIG(c) ? ACL_LETDIG | ACL_KEY : 0) |        \
+	 ((c) == '-' ? ACL_KEY : 0) |                                                             \
+	 (((c) == ' ' || ACL_PRINT(c)) && (c) != '"' && (c) != '\\' ? ACL_QTEXT : 0) |             \
+	 (ACL_PRINT(c) && (c) != '[' && (c) != '\\' && (c) != ']' ? ACL_DCONTENT : 0) |            \
+	 (ACL_PRINT(c) && (c) != '+' && (c) != '=' ? ACL_XCHAR : 0) |                              \
+	 (ACL_PRINT(c) && (c) != '=' ? ACL_VALUE : 0) |                                            \
+	 (((c) >= '0' && (c) <= '9') || ((c) >= 'a' && (c) <= 'f') || ((c) >= 'A' && (c) <= 'F')  \
+		  ? ACL_HEX                                                                        \
+		  : 0))
+#define ACL4(b) ACL(b), ACL((b) + 1), ACL((b) + 2), ACL((b) + 3)
+#define ACL16(b) ACL4(b), ACL4((b) + 4), ACL4((b) + 8), ACL4((b) + 12)
+#define ACL64(b) ACL16(b), ACL16((b) + 16), ACL16((b) + 32), ACL16((b) + 48)
+static const uint8_t addr_cls[256] = { ACL64(0), ACL64(64), ACL64(128), ACL64(192) };
+
+/* addr_is - does byte c belong to class cls */
+static inline bool addr_is(char c, unsigned cls)
 {
-	return (unsigned)((c | 0x20) - 'a') < 26;
+	return (addr_cls[(unsigned char)c] & cls) != 0;
 }
 
 /* addr_digit - DIGIT */
 static inline bool addr_digit(unsigned char c)
 {
 	return (unsigned)(c - '0') < 10;
-}
-
-/* addr_letdig - Let-dig */
-static inline bool addr_letdig(unsigned char c)
-{
-	return addr_alpha(c) || addr_digit(c);
-}
-
-/* addr_hex - HEXDIG in either case (IPv6-hex) */
-static inline bool addr_hex(unsigned char c)
-{
-	return addr_digit(c) || (unsigned)((c | 0x20) - 'a') < 6;
 }
 
 /* addr_hexval - the value of an upper-case hex digit, -1 if it is none
@@ -46,31 +67,16 @@ static inline int addr_hexval(unsigned char c)
 	return -1;
 }
 
-/* addr_atext - RFC 5322 atext, ASCII part */
-static inline bool addr_atext(unsigned char c)
+/* addr_eq_nocase - a equals b, ASCII case-insensitively (inlined: keyword
+ * and value tables are compared on every MAIL and RCPT) */
+static inline bool addr_eq_nocase(struct slice a, struct slice b)
 {
-	if (addr_letdig(c))
-		return true;
-	switch (c) {
-	case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-	case '-': case '/': case '=': case '?': case '^': case '_': case '`': case '{':
-	case '|': case '}': case '~':
-		return true;
-	default:
+	if (a.len != b.len)
 		return false;
-	}
-}
-
-/* addr_qtext - qtextSMTP, ASCII part: %d32-33 / %d35-91 / %d93-126 */
-static inline bool addr_qtext(unsigned char c)
-{
-	return c >= 32 && c <= 126 && c != '"' && c != '\\';
-}
-
-/* addr_dcontent - dcontent: %d33-90 / %d94-126 */
-static inline bool addr_dcontent(unsigned char c)
-{
-	return c >= 33 && c <= 126 && c != '[' && c != '\\' && c != ']';
+	for (size_t i = 0; i < a.len; i++)
+		if (ascii_lower(a.ptr[i]) != ascii_lower(b.ptr[i]))
+			return false;
+	return true;
 }
 
 /* addr_utf8_seq - length of the well-formed UTF-8 sequence for a non-ASCII
@@ -139,7 +145,7 @@ static const char *addr_local_scan(const char *p, const char *end, bool *utf8)
 			if (c == '"')
 				return p + 1;
 			if (c == '\\') { /* quoted-pairSMTP: %d92 %d32-126 */
-				if (end - p < 2 || (unsigned char)p[1] < 32 || p[1] > 126)
+				if (end - p < 2 || (unsigned char)p[1] < 32 || (unsigned char)p[1] > 126)
 					return NULL;
 				p++;
 			} else if (c >= 0x80) {
@@ -147,7 +153,7 @@ static const char *addr_local_scan(const char *p, const char *end, bool *utf8)
 					return NULL;
 				*utf8 = true;
 				p += n - 1;
-			} else if (!addr_qtext(c)) {
+			} else if (!addr_is((char)c, ACL_QTEXT)) {
 				return NULL;
 			}
 		}
@@ -157,7 +163,7 @@ static const char *addr_local_scan(const char *p, const char *end, bool *utf8)
 		const char *atom = p;
 		while (p < end) {
 			unsigned char c = (unsigned char)*p;
-			if (addr_atext(c)) {
+			if (addr_is((char)c, ACL_ATEXT)) {
 				p++;
 			} else if (c >= 0x80) {
 				if ((n = addr_utf8_at(p, end)) == 0)
@@ -188,7 +194,7 @@ static const char *addr_domain_scan(const char *p, const char *end, bool allow_u
 		size_t n;
 		while (p < end) {
 			unsigned char c = (unsigned char)*p;
-			if (addr_letdig(c)) {
+			if (addr_is((char)c, ACL_LETDIG)) {
 				p++;
 				hyphen_last = false;
 			} else if (c == '-') {
@@ -250,7 +256,7 @@ static bool addr_ipv6_valid(const char *p, const char *end)
 	}
 	for (;;) {
 		const char *g = p;
-		while (p < end && addr_hex((unsigned char)*p))
+		while (p < end && addr_is(*p, ACL_HEX))
 			p++;
 		if (p < end && *p == '.') { /* an IPv4 tail ends the address */
 			if (!addr_ipv4_valid(g, end))
@@ -282,7 +288,7 @@ static bool addr_ldh_valid(const char *p, const char *end)
 	if (p == end || end[-1] == '-')
 		return false;
 	for (; p < end; p++)
-		if (!addr_letdig((unsigned char)*p) && *p != '-')
+		if (!addr_is(*p, ACL_LETDIG) && *p != '-')
 			return false;
 	return true;
 }
@@ -301,13 +307,13 @@ static const char *addr_literal_scan(const char *p, const char *end)
 	colon = memchr(in, ':', (size_t)(close - in));
 	if (!colon)
 		return NULL;
-	if (slice_eq_nocase(slice_make(in, (size_t)(colon - in)), SLICE_LIT("IPv6")))
+	if (addr_eq_nocase(slice_make(in, (size_t)(colon - in)), SLICE_LIT("IPv6")))
 		return addr_ipv6_valid(colon + 1, close) ? close + 1 : NULL;
 	/* General-address-literal: Standardized-tag ":" 1*dcontent */
 	if (!addr_ldh_valid(in, colon) || colon + 1 == close)
 		return NULL;
 	for (const char *c = colon + 1; c < close; c++)
-		if (!addr_dcontent((unsigned char)*c))
+		if (!addr_is(*c, ACL_DCONTENT))
 			return NULL;
 	return close + 1;
 }
@@ -378,7 +384,7 @@ enum smtp_addr_err smtp_path_parse(struct slice in, bool allow_null, struct smtp
 		if (!p)
 			return SMTP_ADDR_SYNTAX;
 	} else if (!allow_null && mbox == open + 1 &&
-		   slice_eq_nocase(slice_make(mbox, (size_t)(p - mbox)), SLICE_LIT("Postmaster"))) {
+		   addr_eq_nocase(slice_make(mbox, (size_t)(p - mbox)), SLICE_LIT("Postmaster"))) {
 		out->postmaster = true; /* RFC 5321 §4.1.1.3 "<Postmaster>" */
 	} else {
 		return SMTP_ADDR_SYNTAX;
@@ -489,61 +495,62 @@ struct addr_param {
 };
 
 /* addr_param_next - the next parameter of *in; 1 got one, 0 at the end,
- * -1 malformed (pm->all still names it). Separators are runs of SP. */
+ * -1 malformed (pm->all still names it). Separators are runs of SP. One
+ * pass: esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-"), then
+ * optionally "=" esmtp-value, 1*(%d33-60 / %d62-126 / UTF8-non-ascii)
+ * (RFC 6531 §3.3). */
 static int addr_param_next(struct slice *in, struct addr_param *pm)
 {
 	const char *p = in->ptr, *end = in->ptr + in->len, *start, *eq = NULL;
+	int rc = 1;
 
 	if (p == end)
 		return 0;
 	if (*p != ' ') { /* the path or the previous value ended without SP */
-		start = p;
-		while (p < end && *p != ' ')
+		rc = -1;
+	} else {
+		while (p < end && *p == ' ')
 			p++;
-		pm->all = slice_make(start, (size_t)(p - start));
-		return -1;
+		if (p == end)
+			return 0;
 	}
-	while (p < end && *p == ' ')
+	start = p;
+	if (rc > 0 && addr_is(*p, ACL_LETDIG)) {
+		while (p < end && addr_is(*p, ACL_KEY))
+			p++;
+		if (p < end && *p == '=') {
+			const char *v = eq = p++;
+			size_t n;
+			for (;;) {
+				while (p < end && addr_is(*p, ACL_VALUE))
+					p++;
+				if (p == end || (unsigned char)*p < 0x80 || (n = addr_utf8_at(p, end)) == 0)
+					break;
+				p += n;
+			}
+			if (p == v + 1)
+				rc = -1;
+		}
+		if (p < end && *p != ' ')
+			rc = -1;
+	} else {
+		rc = -1;
+	}
+	while (p < end && *p != ' ') /* a malformed parameter runs to the next SP */
 		p++;
-	if (p == end)
-		return 0;
-	for (start = p; p < end && *p != ' '; p++)
-		if (*p == '=' && !eq)
-			eq = p;
 	*in = slice_make(p, (size_t)(end - p));
 	pm->all = slice_make(start, (size_t)(p - start));
 	pm->key = slice_make(start, (size_t)((eq ? eq : p) - start));
 	pm->has_val = eq != NULL;
 	pm->val = eq ? slice_make(eq + 1, (size_t)(p - eq - 1)) : slice_make(p, 0);
-	/* esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-") */
-	if (pm->key.len == 0 || !addr_letdig((unsigned char)pm->key.ptr[0]))
-		return -1;
-	for (size_t i = 1; i < pm->key.len; i++)
-		if (!addr_letdig((unsigned char)pm->key.ptr[i]) && pm->key.ptr[i] != '-')
-			return -1;
-	if (!eq)
-		return 1;
-	/* esmtp-value = 1*(%d33-60 / %d62-126 / UTF8-non-ascii) (RFC 6531 §3.3) */
-	if (pm->val.len == 0)
-		return -1;
-	for (const char *v = pm->val.ptr, *vend = v + pm->val.len; v < vend;) {
-		unsigned char c = (unsigned char)*v;
-		size_t n;
-		if (c >= 33 && c <= 126 && c != '=')
-			v++;
-		else if (c >= 0x80 && (n = addr_utf8_at(v, vend)) != 0)
-			v += n;
-		else
-			return -1;
-	}
-	return 1;
+	return rc;
 }
 
 /* addr_keyword - index of key in names (case-insensitive), -1 if absent */
 static int addr_keyword(struct slice key, const struct slice *names, int count)
 {
 	for (int i = 0; i < count; i++)
-		if (slice_eq_nocase(key, names[i]))
+		if (addr_eq_nocase(key, names[i]))
 			return i;
 	return -1;
 }
@@ -584,21 +591,22 @@ static enum smtp_addr_err addr_params_parse(struct slice in, const struct slice 
 	unsigned seen = 0;
 	int rc, kw;
 
-	*bad = SLICE_NULL;
-	while ((rc = addr_param_next(&in, &pm)) != 0) {
-		*bad = pm.all;
+	enum smtp_addr_err err = SMTP_ADDR_OK;
+
+	/* *bad is written only on error: storing pm.all every turn and reading
+	 * it back at once costs a store-forwarding stall per parameter. */
+	while (err == SMTP_ADDR_OK && (rc = addr_param_next(&in, &pm)) != 0) {
 		if (rc < 0)
-			return SMTP_ADDR_PARAM_SYNTAX;
-		if ((kw = addr_keyword(pm.key, keys, count)) < 0)
-			return SMTP_ADDR_PARAM_UNKNOWN;
-		if (seen & (1u << kw))
-			return SMTP_ADDR_PARAM_DUP;
-		seen |= 1u << kw;
-		if (!value(kw, &pm, out))
-			return SMTP_ADDR_PARAM_SYNTAX;
+			err = SMTP_ADDR_PARAM_SYNTAX;
+		else if ((kw = addr_keyword(pm.key, keys, count)) < 0)
+			err = SMTP_ADDR_PARAM_UNKNOWN;
+		else if (seen & (1u << kw))
+			err = SMTP_ADDR_PARAM_DUP;
+		else if (seen |= 1u << kw, !value(kw, &pm, out))
+			err = SMTP_ADDR_PARAM_SYNTAX;
 	}
-	*bad = SLICE_NULL;
-	return SMTP_ADDR_OK;
+	*bad = err == SMTP_ADDR_OK ? SLICE_NULL : pm.all;
+	return err;
 }
 
 /* addr_mail_value - check and store one MAIL parameter's value */
@@ -618,17 +626,17 @@ static bool addr_mail_value(int kw, const struct addr_param *pm, void *outp)
 		out->has_size = true;
 		return addr_size_parse(v, &out->size);
 	case MAIL_BODY:
-		if (slice_eq_nocase(v, SLICE_LIT("7BIT")))
+		if (addr_eq_nocase(v, SLICE_LIT("7BIT")))
 			out->body = SMTP_BODY_7BIT;
-		else if (slice_eq_nocase(v, SLICE_LIT("8BITMIME")))
+		else if (addr_eq_nocase(v, SLICE_LIT("8BITMIME")))
 			out->body = SMTP_BODY_8BITMIME;
-		else if (slice_eq_nocase(v, SLICE_LIT("BINARYMIME")))
+		else if (addr_eq_nocase(v, SLICE_LIT("BINARYMIME")))
 			out->body = SMTP_BODY_BINARYMIME;
 		return out->body != SMTP_BODY_UNSPEC;
 	case MAIL_RET:
-		if (slice_eq_nocase(v, SLICE_LIT("FULL")))
+		if (addr_eq_nocase(v, SLICE_LIT("FULL")))
 			out->ret = SMTP_RET_FULL;
-		else if (slice_eq_nocase(v, SLICE_LIT("HDRS")))
+		else if (addr_eq_nocase(v, SLICE_LIT("HDRS")))
 			out->ret = SMTP_RET_HDRS;
 		return out->ret != SMTP_RET_UNSPEC;
 	case MAIL_ENVID:
@@ -659,7 +667,7 @@ static bool addr_notify_parse(struct slice v, unsigned *out)
 	const char *p = v.ptr, *end = v.ptr + v.len;
 	unsigned n = 0;
 
-	if (slice_eq_nocase(v, SLICE_LIT("NEVER"))) {
+	if (addr_eq_nocase(v, SLICE_LIT("NEVER"))) {
 		*out = SMTP_NOTIFY_NEVER;
 		return true;
 	}
@@ -691,9 +699,9 @@ static bool addr_orcpt_valid(struct slice v)
 	if (type.len == 0 || type.len > SMTP_ADDRTYPE_MAX || addr.len == 0)
 		return false;
 	for (size_t i = 0; i < type.len; i++) /* addr-type = atom */
-		if (!addr_atext((unsigned char)type.ptr[i]))
+		if (!addr_is(type.ptr[i], ACL_ATEXT))
 			return false;
-	return addr_xtext_check(addr, true, slice_eq_nocase(type, SLICE_LIT("utf-8")));
+	return addr_xtext_check(addr, true, addr_eq_nocase(type, SLICE_LIT("utf-8")));
 }
 
 enum { RCPT_NOTIFY, RCPT_ORCPT, RCPT__COUNT };

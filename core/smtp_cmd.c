@@ -25,12 +25,23 @@ static const struct slice smtp_cmd_http_methods[] = {
 	SLICE_LIT("GET"), SLICE_LIT("POST"), SLICE_LIT("CONNECT"), SLICE_LIT("HEAD"), SLICE_LIT("PUT"),
 };
 
+/* smtp_cmd_upper_eq - p[0..n) equals the upper-case letters up[0..n) in any
+ * case. Masking 0x20 off maps only a-z and A-Z onto A-Z, so no other byte
+ * can match a verb made of letters (as every verb is). */
+static inline bool smtp_cmd_upper_eq(const char *p, const char *up, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (((unsigned char)p[i] & 0xDF) != (unsigned char)up[i])
+			return false;
+	return true;
+}
+
 /* smtp_cmd_lookup - the id of a verb, SMTP_CMD_UNKNOWN if none */
 static enum smtp_cmd_id smtp_cmd_lookup(struct slice verb)
 {
 	for (int id = SMTP_CMD_UNKNOWN + 1; id < SMTP_CMD_HTTP; id++)
 		if (smtp_cmd_names[id].len == verb.len &&
-		    slice_eq_nocase(verb, slice_make(smtp_cmd_names[id].text, verb.len)))
+		    smtp_cmd_upper_eq(verb.ptr, smtp_cmd_names[id].text, verb.len))
 			return (enum smtp_cmd_id)id;
 	return SMTP_CMD_UNKNOWN;
 }
@@ -38,6 +49,10 @@ static enum smtp_cmd_id smtp_cmd_lookup(struct slice verb)
 /* smtp_cmd_is_http - does the line start like an HTTP request or header */
 static bool smtp_cmd_is_http(struct slice line, struct slice verb)
 {
+	unsigned char c = line.len ? (unsigned char)line.ptr[0] & 0xDF : 0;
+
+	if (c != 'G' && c != 'P' && c != 'C' && c != 'H') /* the common case */
+		return false;
 	if (slice_starts_nocase(line, SLICE_LIT("Host:")))
 		return true;
 	if (verb.len == line.len) /* the method must be followed by SP */
@@ -48,10 +63,12 @@ static bool smtp_cmd_is_http(struct slice line, struct slice verb)
 	return false;
 }
 
-/* smtp_cmd_path_arg - the argument after "FROM:" or "TO:"; false if absent */
+/* smtp_cmd_path_arg - the argument after "FROM:" or "TO:" (prefix given in
+ * upper case); false if absent */
 static bool smtp_cmd_path_arg(struct slice arg, struct slice prefix, struct slice *out)
 {
-	if (!slice_starts_nocase(arg, prefix))
+	if (arg.len < prefix.len || !smtp_cmd_upper_eq(arg.ptr, prefix.ptr, prefix.len - 1) ||
+	    arg.ptr[prefix.len - 1] != ':')
 		return false;
 	*out = slice_make(arg.ptr + prefix.len, arg.len - prefix.len);
 	return true;

@@ -113,6 +113,8 @@ static const struct path_case path_cases[] = {
 	M_BAD("<a\"b\"@c>", SYNTAX),
 	M_BAD("<\"a\\\x01\"@c>", SYNTAX),
 	M_BAD("<\"a\\\xc3\xbc\"@c>", SYNTAX),
+	M_BAD("<\"a\\\xb1\"@c>", SYNTAX), /* quoted-pair takes ASCII only */
+	M_BAD("<\"\\\xff\"@c>", SYNTAX),
 	M_BAD("<\"a\x7f\"@c>", SYNTAX),
 	M_BAD("<\"a\tb\"@c>", SYNTAX),
 	M_BAD("<\"a\\\"@c>", SYNTAX),
