@@ -308,7 +308,8 @@ static enum smtp_server_ev smtp_server_cmd_helo(struct smtp_server *s, const str
 	lines[n++] = buf_slice(&sb);
 	lines[n++] = SLICE_LIT("8BITMIME");
 	lines[n++] = SLICE_LIT("ENHANCEDSTATUSCODES");
-	lines[n++] = SLICE_LIT("CHUNKING");
+	if (!s->_cfg->no_chunking)
+		lines[n++] = SLICE_LIT("CHUNKING");
 	lines[n++] = SLICE_LIT("SMTPUTF8");
 	lines[n++] = SLICE_LIT("DSN");
 	if (s->_cfg->tls_available && !s->_tls)

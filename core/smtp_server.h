@@ -82,6 +82,8 @@ struct smtp_server_cfg {
 	unsigned max_errors;        /* then 421 4.7.0 and close */
 	bool tls_available;         /* a certificate is set: offer STARTTLS */
 	bool auth_available;        /* an auth file is set: AUTH under TLS */
+	bool no_chunking;           /* leave CHUNKING out of the EHLO reply
+				     * (BDAT is still understood) */
 	struct smtp_server_policy policy;
 	const struct rm_alloc *alloc;
 	size_t tx_arena_limit;      /* bytes for one envelope; 0: sized from

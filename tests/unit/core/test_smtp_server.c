@@ -498,6 +498,8 @@ static void parse_cfg(struct script *sc, char *p)
 			sc->cfg.auth_available = v != 0;
 		else if (!strcmp(tok, "implicit"))
 			sc->implicit_tls = v != 0;
+		else if (!strcmp(tok, "no_chunking"))
+			sc->cfg.no_chunking = v != 0;
 		else if (!strcmp(tok, "tx_arena"))
 			sc->cfg.tx_arena_limit = v;
 		else if (!strcmp(tok, "reply_cap"))
@@ -647,6 +649,10 @@ static void test_helo_ehlo(void **st)
 		 "C: EHLO c.test\nS: 250-mx.test\nS: 250-PIPELINING\nS: 250-SIZE 52428800\n"
 		 "S: 250-8BITMIME\nS: 250-ENHANCEDSTATUSCODES\nS: 250-CHUNKING\nS: 250-SMTPUTF8\n"
 		 "S: 250-DSN\nS: 250 AUTH PLAIN LOGIN\n");
+	/* no_chunking (ringmta-sink --advertise-chunking off) drops only CHUNKING */
+	run_text("ehlo-no-chunking", "!cfg no_chunking=1\n" GREET
+		 "C: EHLO c.test\nS: 250-mx.test\nS: 250-PIPELINING\nS: 250-SIZE 52428800\n"
+		 "S: 250-8BITMIME\nS: 250-ENHANCEDSTATUSCODES\nS: 250-SMTPUTF8\nS: 250 DSN\n");
 	/* EHLO resets a transaction: RCPT then needs MAIL again */
 	run_text("ehlo-reset", GREET HELO "C: MAIL FROM:<a@b.test>\nS: 250 2.1.0 Ok\n" HELO
 		 "C: RCPT TO:<c@d.test>\nS: 503 5.5.1 Error: need MAIL command\n");
