@@ -45,6 +45,13 @@ struct net_cfg {
 	const struct policy *policy;     /* shared, read-only */
 	const struct store_ops *store;
 	void *store_global;              /* given to store->create */
+	/* Optional, for programs other than the daemon (ringmta-sink): */
+	const struct smtp_server_policy *engine_policy; /* when set, replaces
+							  * the relay rule and
+							  * the free-space check;
+							  * policy may be NULL */
+	bool no_chunking;                /* do not offer CHUNKING */
+	bool quiet;                      /* no event line per message/session */
 };
 
 enum net_phase {
