@@ -57,14 +57,13 @@ static const char *blast_set(void *ctx, const struct opttab_def *d, const char *
 	case B_SIZE: return opttab_uint(v, 1, 1ull << 32, &o->size);
 	case B_RCPTS: return opttab_unsigned(v, 1, 100000, &o->rcpts);
 	case B_FROM:
-		if ((why = blast_mailbox(v)))
-			return why;
-		o->from = v;
-		return NULL;
 	case B_TO:
 		if ((why = blast_mailbox(v)))
 			return why;
-		o->to = v;
+		/* A default arrives in a scratch buffer: keep the table's constant. */
+		if (d->deflt && strcmp(v, d->deflt) == 0)
+			v = d->deflt;
+		*(d->id == B_FROM ? &o->from : &o->to) = v;
 		return NULL;
 	case B_STARTTLS: return opttab_bool(v, &o->starttls);
 	case B_BDAT: return opttab_bool(v, &o->bdat);
