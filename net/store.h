@@ -75,6 +75,29 @@ struct store_ops {
 	unsigned (*pending)(void *st);
 };
 
+/* A store's own ring operations carry STORE_UD_OP in the top byte of
+ * user_data and the store's 32-bit tag in the low bits; the shard hands
+ * every such completion to ops.complete. */
+#define STORE_UD_OP 7u
+
+/* store_user_data - the user_data of a store operation with this tag */
+static inline uint64_t store_user_data(uint32_t tag)
+{
+	return ((uint64_t)STORE_UD_OP << 56) | tag;
+}
+
+/* The durable spool store (net/store_spool.c): body slices written by
+ * io_uring writev at the offsets the spool assigns, one group fdatasync per
+ * segment per loop turn, recovery in create. global is a store_spool_cfg. */
+struct store_spool_cfg {
+	const char *dir;      /* the spool directory (locked by the caller) */
+	unsigned threads;     /* shards running: shard i also recovers the
+			       * spools of shard numbers i + k * threads left
+			       * by an earlier run with more shards */
+	uint64_t segment_max; /* 0: the spool's default */
+};
+extern const struct store_ops store_spool_ops;
+
 /* The null store: acknowledges at the loop boundary and keeps nothing. Not
  * durable; ringmta-sink and tests use it. */
 extern const struct store_ops store_null_ops;

@@ -1,19 +1,19 @@
 /* serve.c - the daemon's composition root: settings -> running shards.
  *
  * Order (CONTRACT.md): probe the kernel, open the HTTP endpoint (/readyz
- * 503), open and lock the spool, bind every listener, drop privileges, start
- * the shards, then /readyz 200 and READY=1 to systemd. The calling thread
- * then only handles signals (all are blocked in the shards) and drives the
- * drain: SIGTERM/SIGINT -> /readyz 503 at once, --drain-grace seconds of
- * normal service, then new sessions get 421 4.3.2 while open ones have at
- * most 30 s to finish, then stop and exit 0. It also refreshes the free-space
- * figure once a second. Exit codes: 0 after a drain, 2 on a bad environment
+ * 503), lock the spool, bind every listener, drop privileges, start the
+ * shards (each recovers its spool before it accepts), then /readyz 200 and
+ * READY=1 to systemd. The calling thread then only handles signals (all are
+ * blocked in the shards) and drives the drain: SIGTERM/SIGINT -> /readyz 503
+ * at once, --drain-grace seconds of normal service, then new sessions get
+ * 421 4.3.2 while open ones have at most 30 s to finish, then stop and exit
+ * 0. It also refreshes the free-space figure once a second. Exit codes: 0
+ * after a drain, 2 on a bad environment
  * at start-up (locked spool, missing kernel feature, unbindable address).
  */
 #include "tools/opts.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +32,7 @@
 #include "net/ring.h"
 #include "net/shard.h"
 #include "net/store.h"
+#include "queue/spool.h"
 
 #define SERVE_STOP_GRACE_S 30 /* open sessions may finish this long */
 #define SERVE_ERR 256
@@ -52,28 +52,25 @@ static double serve_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* serve_spool_lock - create the spool directory and hold its lock; -1 and
- * a message when another instance holds it */
+/* serve_spool_lock - create the spool directory and hold its lock
+ * (spool_lock); -1 and a message when another instance holds it. The
+ * directory and lock file go to --user, who opens the spool later. */
 static int serve_spool_lock(const char *dir, const struct passwd *pw, char *err, size_t errlen)
 {
 	char path[4096];
+	int fd = -1;
+	int rc = spool_lock(dir, &fd);
 
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-		snprintf(err, errlen, "--spool %s: %s", dir, strerror(errno));
+	if (rc == RM_AGAIN) {
+		snprintf(err, errlen, "spool %s is locked: another ringmta runs on it", dir);
+		return -1;
+	}
+	if (rc != RM_OK) {
+		snprintf(err, errlen, "--spool %s: cannot create or lock it", dir);
 		return -1;
 	}
 	snprintf(path, sizeof path, "%s/lock", dir);
-	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		snprintf(err, errlen, "--spool %.200s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-		snprintf(err, errlen, "spool %s is locked: another ringmta runs on it", dir);
-		close(fd);
-		return -1;
-	}
-	if (pw != NULL && (chown(dir, pw->pw_uid, pw->pw_gid) != 0 || fchown(fd, pw->pw_uid, pw->pw_gid) != 0)) {
+	if (pw != NULL && (chown(dir, pw->pw_uid, pw->pw_gid) != 0 || chown(path, pw->pw_uid, pw->pw_gid) != 0)) {
 		snprintf(err, errlen, "--spool %s: chown to %s: %s", dir, pw->pw_name, strerror(errno));
 		close(fd);
 		return -1;
@@ -130,21 +127,6 @@ static int serve_drop(const struct passwd *pw, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
-}
-
-/* serve_store - the message store. The durable spool store plugs in here;
- * until it exists the daemon refuses to pretend: the null store (which
- * acknowledges without keeping anything) runs only when asked for by name
- * in RINGMTA_STORE=null, for tests and benchmarks. */
-static const struct store_ops *serve_store(char *err, size_t errlen)
-{
-	const char *want = getenv("RINGMTA_STORE");
-	if (want != NULL && strcmp(want, "null") == 0) {
-		evlog_msg("warn", "store", "RINGMTA_STORE=null: messages are acknowledged but NOT kept");
-		return &store_null_ops;
-	}
-	snprintf(err, errlen, "no durable message store is built in (RINGMTA_STORE=null runs a non-durable test store)");
-	return NULL;
 }
 
 /* serve_signals - block the daemon's signals in this and every later thread */
@@ -227,9 +209,6 @@ int ringmta_serve(const struct ringmta_opts *o)
 		if (m == NULL)
 			return serve_fail(err);
 	}
-	const struct store_ops *store = serve_store(err, sizeof err);
-	if (store == NULL)
-		goto out;
 	if ((lockfd = serve_spool_lock(o->spool, pw, err, sizeof err)) < 0)
 		goto out;
 	if (serve_policy(o, &pol, err, sizeof err) != 0)
@@ -245,6 +224,9 @@ int ringmta_serve(const struct ringmta_opts *o)
 		snprintf(err, sizeof err, "out of memory");
 		goto out;
 	}
+	/* Each shard recovers its spool in net_server_start, before it accepts:
+	 * /readyz stays 503 until every shard has. */
+	struct store_spool_cfg spool_cfg = { .dir = o->spool, .threads = threads };
 	struct net_cfg cfg = {
 		.listen = listen,
 		.nlisten = nlisten,
@@ -258,8 +240,8 @@ int ringmta_serve(const struct ringmta_opts *o)
 		.command_timeout = o->command_timeout,
 		.data_timeout = o->data_timeout,
 		.policy = &pol,
-		.store = store,
-		.store_global = NULL,
+		.store = &store_spool_ops,
+		.store_global = &spool_cfg,
 	};
 	if (net_server_new(&cfg, &srv, err, sizeof err) != RM_OK)
 		goto out;

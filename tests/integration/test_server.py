@@ -31,7 +31,7 @@ def free_port():
 
 
 class Daemon:
-    def __init__(self, *extra, spool=None, env_store=True):
+    def __init__(self, *extra, spool=None):
         self.port = free_port()
         self.mport = free_port()
         self.tmp = tempfile.TemporaryDirectory()
@@ -40,10 +40,6 @@ class Daemon:
                 "--spool", self.spool, "--hostname", "mx.test", "--threads", "2",
                 "--min-free-space", "0"] + list(extra)
         env = dict(os.environ)
-        # Until the durable spool store is built in, the daemon runs only
-        # with the explicitly named non-durable test store.
-        if env_store:
-            env.setdefault("RINGMTA_STORE", "null")
         self.log = open(os.path.join(self.tmp.name, "log"), "w+")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log, env=env)
 

@@ -1,0 +1,515 @@
+/* store_spool.c - the durable message store: the spool (queue/spool.h)
+ * driven through the shard's io_uring.
+ *
+ * The spool assigns file offsets and hands out write and sync requests; this
+ * store submits each one on the shard's ring as it appears (writev straight
+ * from the receive buffers' slices, never a copy of body bytes) and feeds the
+ * completions back. At the loop boundary (turn_end) spool_flush asks for one
+ * fdatasync per segment covering every commit whose writes completed in the
+ * turn (group commit); a commit is reported to the shard (cb.committed, then
+ * the 250) only when the spool says it is durable. A failed write or sync
+ * reports RM_ELIMIT (ENOSPC, EDQUOT: 452 4.3.1) or RM_EIO (451 4.3.0) for
+ * the transactions it touched; earlier acknowledged messages are untouched.
+ *
+ * create runs the spool's recovery (before the shard arms its listeners, so
+ * the daemon is not ready until every shard has recovered) and keeps the
+ * unfinished messages for the delivery scheduler.
+ *
+ * Invariants:
+ *  - requests are drained from the spool right after every call that can
+ *    queue them, so the WRITE queued by an append is known to be that
+ *    append's: its completion releases the caller's buffer (cb.appended);
+ *  - an operation slot is indexed by the spool request's slot number (the
+ *    spool never has two live requests in one slot); the ring tag is that
+ *    index, and the full request id is kept to pass back;
+ *  - a short write is resubmitted for its remainder (files on tmpfs or a
+ *    nearly full disk write partly before failing with ENOSPC).
+ * Threads: one store per shard, used only by that shard's thread; create
+ * blocks (recovery). Body bytes are never copied, so body_copied stays 0.
+ */
+#include "net/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <liburing.h>
+
+#include "net/evlog.h"
+#include "net/ring.h"
+#include "queue/spool.h"
+
+#define SS_MAX_REQUESTS 4096u /* spool requests in flight per shard */
+#define SS_GC_NS (5ull * 1000000000ull)
+#define SS_EXTRA_MAX 64       /* spools of vanished shards one shard adopts */
+
+enum ss_kind { SS_FREE = 0, SS_APPEND, SS_WRITE, SS_SYNC };
+
+/* One spool request in the kernel. */
+struct ss_op {
+	uint64_t id;          /* the spool's request id */
+	uint64_t token;       /* SS_APPEND: the caller's session */
+	uint64_t append_tag;  /* SS_APPEND: the caller's buffer tag */
+	uint8_t kind;
+	int fd;
+	uint64_t off;
+	uint64_t len, done;   /* WRITE: bytes wanted and written so far */
+	const struct iovec *iov;
+	int iovcnt;
+	struct iovec *rest;   /* after a short write: the remaining iovecs */
+	uint64_t t0;          /* SYNC: submission time, ns */
+};
+
+struct store_tx {
+	struct spool_tx *stx;
+	uint64_t token;
+	struct store_tx *next; /* free list */
+};
+
+/* An old run's spool this shard keeps open for its messages. */
+struct ss_extra {
+	struct spool_posix px;
+	struct spool *sp;
+	struct spool_recovery rec;
+};
+
+struct spool_store {
+	struct store_env env;
+	struct spool_posix px;
+	struct spool *sp;
+	struct spool_recovery rec;  /* unfinished messages, for the scheduler */
+	struct ss_extra *extra;
+	size_t nextra;
+	struct ss_op *ops;
+	unsigned nops;
+	unsigned pending;
+	struct store_tx *free;
+	struct spool_rcpt *rcpt;    /* commit scratch */
+	size_t rcpt_cap;
+	uint64_t gc_at;
+};
+
+#define SS_STAT_ADD(p, n) __atomic_store_n((p), *(p) + (n), __ATOMIC_RELAXED)
+
+/* ss_now_ns - the monotonic clock */
+static uint64_t ss_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ss_wall_us - the wall clock in µs (arrival times, queue IDs) */
+static uint64_t ss_wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* ss_write_sqe - submit the unwritten part of a write */
+static void ss_write_sqe(struct spool_store *ss, uint32_t slot)
+{
+	struct ss_op *op = &ss->ops[slot];
+	struct io_uring_sqe *sqe = ring_sqe(ss->env.ring);
+	const struct iovec *iov = op->rest ? op->rest : op->iov;
+
+	io_uring_prep_writev(sqe, op->fd, iov, (unsigned)op->iovcnt, op->off + op->done);
+	io_uring_sqe_set_data64(sqe, store_user_data(slot));
+}
+
+/* ss_submit - put every request the spool has queued on the ring; the
+ * first WRITE found is tagged as an append of (token, tag) when asked.
+ * Returns true when such an append write was submitted. */
+static bool ss_submit(struct spool_store *ss, bool is_append, uint64_t token, uint64_t tag)
+{
+	struct spool_req q;
+	bool took = false;
+
+	while (spool_req_next(ss->sp, &q)) {
+		uint32_t slot = (uint32_t)q.id;
+		if (slot >= ss->nops || ss->ops[slot].kind != SS_FREE)
+			__builtin_trap(); /* the spool reused a live slot: broken invariant */
+		struct ss_op *op = &ss->ops[slot];
+		memset(op, 0, sizeof *op);
+		op->id = q.id;
+		op->fd = q.fd;
+		op->off = q.off;
+		ss->pending++;
+		if (q.op == SPOOL_OP_SYNC) {
+			op->kind = SS_SYNC;
+			op->t0 = ss_now_ns();
+			struct io_uring_sqe *sqe = ring_sqe(ss->env.ring);
+			io_uring_prep_fsync(sqe, q.fd, IORING_FSYNC_DATASYNC);
+			io_uring_sqe_set_data64(sqe, store_user_data(slot));
+			continue;
+		}
+		op->kind = SS_WRITE;
+		if (is_append && !took) {
+			op->kind = SS_APPEND;
+			op->token = token;
+			op->append_tag = tag;
+			took = true;
+		}
+		op->iov = q.iov;
+		op->iovcnt = q.iovcnt;
+		for (int i = 0; i < q.iovcnt; i++)
+			op->len += q.iov[i].iov_len;
+		ss_write_sqe(ss, slot);
+	}
+	return took;
+}
+
+/* ss_short_write - a write stopped after res bytes: resubmit the rest;
+ * false when the remainder cannot be described (then it fails) */
+static bool ss_short_write(struct spool_store *ss, uint32_t slot, uint64_t res)
+{
+	struct ss_op *op = &ss->ops[slot];
+	const struct iovec *cur = op->rest ? op->rest : op->iov;
+	struct iovec *v = malloc(sizeof *v * (size_t)op->iovcnt);
+	int n = 0;
+
+	if (v == NULL)
+		return false;
+	for (int i = 0; i < op->iovcnt; i++) {
+		if (res >= cur[i].iov_len) {
+			res -= cur[i].iov_len;
+			continue;
+		}
+		v[n].iov_base = (char *)cur[i].iov_base + res;
+		v[n].iov_len = cur[i].iov_len - res;
+		res = 0;
+		n++;
+	}
+	free(op->rest);
+	op->rest = v;
+	op->iovcnt = n;
+	ss_write_sqe(ss, slot);
+	return true;
+}
+
+/* ss_sync_hist - count one fdatasync's latency (STORE_SYNC_BUCKETS:
+ * <= 0.1 ms doubling up to 102.4 ms, then +Inf) */
+static void ss_sync_hist(struct spool_store *ss, uint64_t ns)
+{
+	unsigned b = 0;
+	uint64_t le = 100000;
+
+	while (b < STORE_SYNC_BUCKETS - 1 && ns > le) {
+		b++;
+		le *= 2;
+	}
+	SS_STAT_ADD(&ss->env.sync_ns_hist[b], 1);
+}
+
+/* ss_tx_put - recycle a transaction handle */
+static void ss_tx_put(struct spool_store *ss, struct store_tx *t)
+{
+	t->stx = NULL;
+	t->next = ss->free;
+	ss->free = t;
+}
+
+/* ss_report - tell the shard about every commit the spool has finished */
+static void ss_report(struct spool_store *ss)
+{
+	struct spool_done d;
+
+	while (spool_done_next(ss->sp, &d)) {
+		struct store_tx *t = d.cookie;
+		uint64_t token = t->token;
+		ss_tx_put(ss, t);
+		ss->env.cb.committed(ss->env.cb.ctx, token, d.status);
+	}
+}
+
+/* ss_max_shard - the highest shard number among the spool's files */
+static unsigned ss_max_shard(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	unsigned max = 0, sh;
+	char kind[4];
+
+	if (d == NULL)
+		return 0;
+	while ((e = readdir(d)) != NULL) {
+		uint32_t num;
+		if (strlen(e->d_name) == 18 && sscanf(e->d_name, "s%4x-%8" SCNx32 ".%3s", &sh, &num, kind) == 3 &&
+		    sh > max && sh <= MSGID_SHARD_MAX)
+			max = sh;
+	}
+	closedir(d);
+	return max;
+}
+
+/* ss_open_one - the posix backend and the spool of shard number id */
+static int ss_open_one(const char *dir, unsigned id, uint64_t segmax, struct spool_posix *px,
+		       struct spool **sp, struct spool_recovery *rec)
+{
+	px->dirfd = -1;
+	if (spool_posix_open(px, dir) != RM_OK)
+		return RM_EIO;
+	struct spool_cfg cfg = {
+		.io = &px->io, .shard = id, .segment_max = segmax, .max_requests = SS_MAX_REQUESTS,
+	};
+	int rc = spool_open(sp, &cfg, rec);
+	if (rc != RM_OK)
+		spool_posix_close(px);
+	return rc;
+}
+
+/* ss_log_recovery - one line about what recovery found for shard number id */
+static void ss_log_recovery(unsigned shard, unsigned id, const struct spool_recovery *r)
+{
+	char line[256];
+	snprintf(line, sizeof line,
+		 "shard %u: spool %u recovered %zu unfinished messages (%zu segments, %zu finished, "
+		 "%zu invalid, %" PRIu64 " torn bytes)",
+		 shard, id, r->nmsg, r->segments, r->finished, r->invalid, r->torn_bytes);
+	evlog_msg("info", "recovery", line);
+}
+
+/* ss_create - open and recover this shard's spool (and any spool an earlier
+ * run with more shards left for it) */
+static void *ss_create(void *global, const struct store_env *env)
+{
+	const struct store_spool_cfg *cfg = global;
+	struct spool_store *ss = calloc(1, sizeof *ss);
+	char line[256];
+	int rc;
+
+	if (ss == NULL || cfg == NULL || cfg->dir == NULL) {
+		free(ss);
+		return NULL;
+	}
+	ss->env = *env;
+	ss->nops = SS_MAX_REQUESTS;
+	ss->ops = calloc(ss->nops, sizeof *ss->ops);
+	if (ss->ops == NULL) {
+		free(ss);
+		return NULL;
+	}
+	rc = ss_open_one(cfg->dir, env->shard, cfg->segment_max, &ss->px, &ss->sp, &ss->rec);
+	if (rc != RM_OK) {
+		snprintf(line, sizeof line, "shard %u: spool %s cannot be opened: %s", env->shard, cfg->dir,
+			 rm_strerror(rc));
+		evlog_msg("error", "recovery", line);
+		free(ss->ops);
+		free(ss);
+		return NULL;
+	}
+	ss_log_recovery(env->shard, env->shard, &ss->rec);
+	unsigned threads = cfg->threads ? cfg->threads : 1, max = ss_max_shard(cfg->dir);
+	for (unsigned id = env->shard + threads; id <= max && ss->nextra < SS_EXTRA_MAX; id += threads) {
+		struct ss_extra *x = realloc(ss->extra, sizeof *x * (ss->nextra + 1));
+		if (x == NULL)
+			break;
+		ss->extra = x;
+		x = &ss->extra[ss->nextra];
+		if (ss_open_one(cfg->dir, id, cfg->segment_max, &x->px, &x->sp, &x->rec) != RM_OK) {
+			snprintf(line, sizeof line, "shard %u: spool %u cannot be recovered", env->shard, id);
+			evlog_msg("warn", "recovery", line);
+			continue;
+		}
+		ss_log_recovery(env->shard, id, &x->rec);
+		ss->nextra++;
+	}
+	ss->gc_at = ss_now_ns() + SS_GC_NS;
+	return ss;
+}
+
+/* ss_destroy - close the spools and free; nothing may be in flight */
+static void ss_destroy(void *st)
+{
+	struct spool_store *ss = st;
+	struct store_tx *t, *next;
+
+	if (ss == NULL)
+		return;
+	for (size_t i = 0; i < ss->nextra; i++) {
+		spool_recovery_free(&ss->extra[i].rec);
+		ss->extra[i].sp = spool_close(ss->extra[i].sp);
+		spool_posix_close(&ss->extra[i].px);
+	}
+	free(ss->extra);
+	spool_recovery_free(&ss->rec);
+	ss->sp = spool_close(ss->sp);
+	spool_posix_close(&ss->px);
+	for (unsigned i = 0; i < ss->nops; i++)
+		free(ss->ops[i].rest);
+	for (t = ss->free; t != NULL; t = next) {
+		next = t->next;
+		free(t);
+	}
+	free(ss->ops);
+	free(ss->rcpt);
+	free(ss);
+}
+
+/* ss_begin - a spool transaction and its queue ID */
+static int ss_begin(void *st, uint64_t token, struct store_tx **tx, char id[STORE_QUEUE_ID_MAX])
+{
+	struct spool_store *ss = st;
+	struct store_tx *t = ss->free;
+
+	if (t != NULL)
+		ss->free = t->next;
+	else if ((t = malloc(sizeof *t)) == NULL)
+		return RM_ENOMEM;
+	t->token = token;
+	t->next = NULL;
+	t->stx = spool_tx_begin(ss->sp, t);
+	if (t->stx == NULL) {
+		ss_tx_put(ss, t);
+		return RM_ENOMEM;
+	}
+	snprintf(id, STORE_QUEUE_ID_MAX, "%s", spool_tx_id(ss->sp, t->stx, ss_wall_us()));
+	*tx = t;
+	return RM_OK;
+}
+
+/* ss_append - one chunk record written from the caller's slices; RM_AGAIN
+ * (keep the memory) until cb.appended */
+static int ss_append(void *st, struct store_tx *tx, const struct iovec *iov, int n, uint64_t tag)
+{
+	struct spool_store *ss = st;
+	struct slice v[64];
+
+	if (n < 0 || n > 64)
+		return RM_ELIMIT;
+	for (int i = 0; i < n; i++)
+		v[i] = slice_make(iov[i].iov_base, iov[i].iov_len);
+	int rc = spool_tx_append(ss->sp, tx->stx, v, (size_t)n);
+	bool kept = ss_submit(ss, rc == RM_OK, tx->token, tag);
+	if (rc != RM_OK)
+		return rc == RM_AGAIN ? RM_EIO : rc; /* no request slot: this message fails (451) */
+	return kept ? RM_AGAIN : RM_OK;
+}
+
+/* ss_commit - queue the commit record; the verdict comes through
+ * cb.committed once the group fdatasync covering it completes */
+static int ss_commit(void *st, struct store_tx *tx, const struct smtp_tx *env, struct slice client,
+		     struct slice trace)
+{
+	struct spool_store *ss = st;
+	(void)client;
+
+	if (env == NULL || env->nrcpt == 0)
+		return RM_EINVAL;
+	if (env->nrcpt > ss->rcpt_cap) {
+		struct spool_rcpt *r = realloc(ss->rcpt, sizeof *r * env->nrcpt);
+		if (r == NULL)
+			return RM_ENOMEM;
+		ss->rcpt = r;
+		ss->rcpt_cap = env->nrcpt;
+	}
+	for (size_t i = 0; i < env->nrcpt; i++)
+		ss->rcpt[i] = (struct spool_rcpt){ env->rcpt[i].path.mailbox, env->rcpt[i].params.notify,
+						   env->rcpt[i].params.orcpt };
+	struct spool_env e = {
+		.arrival_us = ss_wall_us(),
+		.sender = env->from.mailbox,
+		.size = env->mail.size,
+		.has_size = env->mail.has_size,
+		.body = (uint8_t)env->mail.body,
+		.ret = (uint8_t)env->mail.ret,
+		.smtputf8 = env->mail.smtputf8,
+		.envid = env->mail.envid,
+		.auth = env->mail.auth,
+		.received = trace,
+		.rcpt = ss->rcpt,
+		.nrcpt = (uint32_t)env->nrcpt,
+	};
+	int rc = spool_tx_commit(ss->sp, tx->stx, &e);
+	(void)ss_submit(ss, false, 0, 0);
+	/* Any error but RM_AGAIN has already been reported through the done
+	 * list (turn_end passes it on); RM_AGAIN leaves the transaction ours. */
+	return rc == RM_AGAIN ? RM_EIO : RM_OK;
+}
+
+/* ss_abort - forget the transaction; its writes still complete */
+static void ss_abort(void *st, struct store_tx *tx)
+{
+	struct spool_store *ss = st;
+	spool_tx_abort(ss->sp, tx->stx);
+	ss_tx_put(ss, tx);
+}
+
+/* ss_turn_end - the loop boundary: pass on finished commits, then one
+ * fdatasync per segment for everything committed since the last one */
+static void ss_turn_end(void *st)
+{
+	struct spool_store *ss = st;
+
+	ss_report(ss);
+	spool_flush(ss->sp);
+	(void)ss_submit(ss, false, 0, 0);
+	if (ss->pending == 0) {
+		uint64_t now = ss_now_ns();
+		if (now >= ss->gc_at) {
+			ss->gc_at = now + SS_GC_NS;
+			(void)spool_gc(ss->sp);
+		}
+	}
+}
+
+/* ss_complete - a completion of one of our requests */
+static void ss_complete(void *st, uint32_t tag, int res, uint32_t flags)
+{
+	struct spool_store *ss = st;
+	(void)flags;
+
+	if (tag >= ss->nops || ss->ops[tag].kind == SS_FREE)
+		return;
+	struct ss_op *op = &ss->ops[tag];
+	if (op->kind == SS_SYNC) {
+		if (res == 0) {
+			SS_STAT_ADD(ss->env.syncs, 1);
+			ss_sync_hist(ss, ss_now_ns() - op->t0);
+		}
+	} else if (res > 0) {
+		op->done += (uint64_t)res;
+		if (op->done < op->len && ss_short_write(ss, tag, (uint64_t)res))
+			return;
+		if (op->done < op->len)
+			res = -ENOMEM;
+	} else if (res == 0) {
+		res = -EIO; /* a write that makes no progress */
+	}
+	uint64_t id = op->id, token = op->token, atag = op->append_tag, len = op->len;
+	uint8_t kind = op->kind;
+	free(op->rest);
+	op->rest = NULL;
+	op->kind = SS_FREE;
+	ss->pending--;
+	spool_req_done(ss->sp, id, kind == SS_SYNC || res < 0 ? (int64_t)res : (int64_t)len);
+	if (kind == SS_APPEND)
+		ss->env.cb.appended(ss->env.cb.ctx, token, atag);
+	ss_report(ss);
+}
+
+/* ss_pending - requests still in the kernel */
+static unsigned ss_pending(void *st)
+{
+	const struct spool_store *ss = st;
+	return ss->pending;
+}
+
+const struct store_ops store_spool_ops = {
+	.name = "spool",
+	.durable = true,
+	.create = ss_create,
+	.destroy = ss_destroy,
+	.begin = ss_begin,
+	.append = ss_append,
+	.commit = ss_commit,
+	.abort = ss_abort,
+	.turn_end = ss_turn_end,
+	.complete = ss_complete,
+	.pending = ss_pending,
+};
