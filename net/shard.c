@@ -409,8 +409,9 @@ static void conn_maybe_free(struct shard *sh, struct conn *c)
 		c->tx = NULL;
 	}
 	if (c->eng != NULL) {
-		evlog_session(c->addr, (uint64_t)(sh->now - c->start_ms), c->msgs,
-			      c->reason ? c->reason : "closed");
+		if (!s->cfg.quiet)
+			evlog_session(c->addr, (uint64_t)(sh->now - c->start_ms), c->msgs,
+				      c->reason ? c->reason : "closed");
 		smtp_server_fini(c->eng);
 		__atomic_fetch_sub(&s->open_total, 1, __ATOMIC_RELAXED);
 	}
@@ -696,12 +697,15 @@ static void store_committed(void *ctx, uint64_t token, int status)
 		const struct smtp_tx *tx = smtp_server_tx(c->eng);
 		char from[SMTP_PATH_MAX + 1] = "";
 		uint64_t size = tx ? tx->body_bytes : 0;
-		if (tx != NULL)
-			snprintf(from, sizeof from, "<%.*s>", (int)tx->from.mailbox.len, tx->from.mailbox.ptr);
 		c->msgs++;
 		STAT_ADD(sh, messages_received, 1);
 		STAT_ADD(sh, received_bytes, size);
-		evlog_received(c->qid, c->addr, from, tx ? (unsigned)tx->nrcpt : 0, size);
+		if (!sh->srv->cfg.quiet) {
+			if (tx != NULL)
+				snprintf(from, sizeof from, "<%.*s>", (int)tx->from.mailbox.len,
+					 tx->from.mailbox.ptr);
+			evlog_received(c->qid, c->addr, from, tx ? (unsigned)tx->nrcpt : 0, size);
+		}
 	} else {
 		STAT_ADD(sh, commits_failed, 1);
 	}
@@ -823,7 +827,8 @@ static void on_accept(struct shard *sh, unsigned li, int fd)
 		return;
 	}
 	c->ip_counted = true;
-	c->relays = policy_client_relays(s->cfg.policy, (const struct sockaddr *)&c->peer);
+	c->relays = s->cfg.policy != NULL &&
+		    policy_client_relays(s->cfg.policy, (const struct sockaddr *)&c->peer);
 	c->eng = (struct smtp_server *)(void *)(c->mem + SHARD_SESS_HDR);
 	smtp_server_init(c->eng, &sh->ecfg, s->listen[li].tls);
 	struct smtp_server_io io = sess_io(sh, c);
@@ -1111,9 +1116,12 @@ static int shard_setup(struct shard *sh)
 		.max_errors = s->cfg.max_errors,
 		.tls_available = false,
 		.auth_available = false,
+		.no_chunking = s->cfg.no_chunking,
 		.policy = { .mail = policy_cb_mail, .rcpt = policy_cb_rcpt, .ctx = sh },
 		.alloc = &rm_alloc_libc,
 	};
+	if (s->cfg.engine_policy != NULL)
+		sh->ecfg.policy = *s->cfg.engine_policy;
 	struct store_env env = {
 		.ring = &sh->ring,
 		.shard = sh->idx,
@@ -1227,7 +1235,8 @@ static int listen_one(const struct net_listener *l, bool reuseport, char *err, s
 int net_server_new(const struct net_cfg *cfg, struct net_server **out, char *err, size_t errlen)
 {
 	*out = NULL;
-	if (cfg->threads == 0 || cfg->nlisten == 0 || cfg->store == NULL || cfg->policy == NULL) {
+	if (cfg->threads == 0 || cfg->nlisten == 0 || cfg->store == NULL ||
+	    (cfg->policy == NULL && cfg->engine_policy == NULL)) {
 		snprintf(err, errlen, "server: nothing to listen on, no shard or no store");
 		return RM_EINVAL;
 	}
