@@ -102,6 +102,14 @@ void metrics_render(const struct shard_stats *st, unsigned open, FILE *f)
 		   "ringmta_connections_rejected_total{reason=\"draining\"} %llu\n",
 		(unsigned long long)st->rejected_max_conn, (unsigned long long)st->rejected_per_ip,
 		(unsigned long long)st->rejected_draining);
+	fprintf(f, "# HELP ringmta_proxy_headers_total PROXY protocol headers, by outcome\n"
+		   "# TYPE ringmta_proxy_headers_total counter\n"
+		   "ringmta_proxy_headers_total{result=\"accepted\"} %llu\n"
+		   "ringmta_proxy_headers_total{result=\"invalid\"} %llu\n"
+		   "ringmta_proxy_headers_total{result=\"untrusted\"} %llu\n"
+		   "ringmta_proxy_headers_total{result=\"timeout\"} %llu\n",
+		(unsigned long long)st->proxy_accepted, (unsigned long long)st->proxy_invalid,
+		(unsigned long long)st->proxy_untrusted, (unsigned long long)st->proxy_timeout);
 	metric(f, "ringmta_messages_received_total", "counter", "Messages accepted", st->messages_received);
 	metric(f, "ringmta_messages_delivered_total", "counter", "Messages delivered", 0);
 	metric(f, "ringmta_messages_deferred_total", "counter", "Delivery attempts deferred", 0);

@@ -48,6 +48,7 @@
 #include "core/smtp_reply.h"
 #include "core/smtp_server.h"
 #include "net/evlog.h"
+#include "net/proxy_in.h"
 #include "net/ring.h"
 
 #define SHARD_SQ_ENTRIES 4096
@@ -107,8 +108,10 @@ struct conn {
 	struct store_tx *tx;
 	char qid[STORE_QUEUE_ID_MAX];
 	const char *reason;
-	struct sockaddr_storage peer;
+	struct sockaddr_storage peer;  /* the client: from the PROXY header if any */
 	char addr[INET6_ADDRSTRLEN];
+	struct proxy_parser *px;      /* set while the PROXY header is awaited
+				       * (no greeting yet); lives in mem */
 };
 
 struct tlist {
@@ -340,6 +343,18 @@ static void queue_drop(struct shard *sh, struct conn *c)
 	}
 	c->qtail = NO_BID;
 	c->qcount = 0;
+}
+
+/* queue_pop - c is done with its first queued buffer */
+static void queue_pop(struct shard *sh, struct conn *c)
+{
+	uint16_t bid = c->qhead;
+
+	c->qhead = sh->buf_next[bid];
+	if (c->qhead == NO_BID)
+		c->qtail = NO_BID;
+	c->qcount--;
+	buf_unref(sh, bid);
 }
 
 /* --- sending and closing ------------------------------------------------------ */
@@ -594,14 +609,20 @@ static void sess_commit(struct shard *sh, struct conn *c, struct smtp_server_io 
 	c->inflight++;
 }
 
+static void sess_proxy(struct shard *sh, struct conn *c);
+
 /* sess_pump - feed queued input to the engine until it is consumed or the
  * engine must wait; then arrange replies, timers and the recv */
 static void sess_pump(struct shard *sh, struct conn *c)
 {
 	struct smtp_server_io io = sess_io(sh, c);
 
+	if (c->px != NULL)
+		sess_proxy(sh, c);
+	if (c->state != C_OPEN)
+		return;
 	while (c->qhead != NO_BID && c->state == C_OPEN && !c->want_close && !c->commit_wait &&
-	       !c->flush_wait) {
+	       !c->flush_wait && c->px == NULL) {
 		uint16_t bid = c->qhead;
 		const char *p = ring_bufs_ptr(&sh->bufs, bid) + sh->buf_off[bid];
 		size_t used = 0;
@@ -643,13 +664,8 @@ static void sess_pump(struct shard *sh, struct conn *c)
 			break;
 		}
 		if (sh->buf_len[bid] == 0 || c->want_close) {
-			if (c->qhead == bid) {
-				c->qhead = sh->buf_next[bid];
-				if (c->qhead == NO_BID)
-					c->qtail = NO_BID;
-				c->qcount--;
-				buf_unref(sh, bid);
-			}
+			if (c->qhead == bid)
+				queue_pop(sh, c);
 		} else if (ev == SMTP_EV_NONE && used == 0) {
 			break; /* the engine takes nothing more now */
 		}
@@ -658,7 +674,8 @@ static void sess_pump(struct shard *sh, struct conn *c)
 		queue_drop(sh, c);
 	if (c->out.len > c->sending || c->want_close)
 		flush_mark(sh, c);
-	timer_touch(sh, c);
+	if (c->px == NULL) /* the header's deadline runs from accept, not from its last byte */
+		timer_touch(sh, c);
 	if (c->qcount >= SHARD_QUEUE_PAUSE)
 		recv_pause(sh, c);
 	else
@@ -764,6 +781,60 @@ static void refuse(struct shard *sh, struct conn *c, const char *enh, const char
 	flush_mark(sh, c);
 }
 
+/* sess_greet - the client's address is final: the relay rule, then the
+ * greeting */
+static void sess_greet(struct shard *sh, struct conn *c)
+{
+	const struct policy *pol = sh->srv->cfg.policy;
+	struct smtp_server_io io = sess_io(sh, c);
+
+	c->relays = pol != NULL && policy_client_relays(pol, (const struct sockaddr *)&c->peer);
+	if (smtp_server_greet(c->eng, &io) != RM_OK) {
+		c->want_close = true;
+		c->reason = "greeting";
+	}
+	flush_mark(sh, c);
+	timer_touch(sh, c);
+}
+
+/* sess_proxy - feed queued input to c's PROXY header parser. A bad header
+ * closes without a reply; a complete one replaces the client's address,
+ * then the per-address limit applies to it and the session is greeted.
+ * The bytes after the header stay queued for the engine. */
+static void sess_proxy(struct shard *sh, struct conn *c)
+{
+	while (c->px != NULL && c->qhead != NO_BID && c->state == C_OPEN && !c->want_close) {
+		uint16_t bid = c->qhead;
+		const char *p = ring_bufs_ptr(&sh->bufs, bid) + sh->buf_off[bid];
+		size_t used = 0;
+		int rc = proxy_in_feed(c->px, p, sh->buf_len[bid], &used, &c->peer);
+
+		if (rc == RM_EPROTO) {
+			STAT_ADD(sh, proxy_invalid, 1);
+			conn_close_start(sh, c, "proxy: bad header");
+			return;
+		}
+		if (used > sh->buf_len[bid])
+			used = sh->buf_len[bid];
+		sh->buf_off[bid] += (uint32_t)used;
+		sh->buf_len[bid] -= (uint32_t)used;
+		if (sh->buf_len[bid] == 0 || rc == RM_AGAIN)
+			queue_pop(sh, c);
+		if (rc != RM_OK)
+			continue;
+		STAT_ADD(sh, proxy_accepted, 1);
+		c->px = NULL;
+		proxy_in_addr_text(&c->peer, c->addr, sizeof c->addr);
+		if (!ip_take(sh->srv, &c->peer)) {
+			STAT_ADD(sh, rejected_per_ip, 1);
+			refuse(sh, c, "4.7.0", "Too many connections from your address");
+			return;
+		}
+		c->ip_counted = true;
+		sess_greet(sh, c);
+	}
+}
+
 /* on_accept - a new connection on listener li */
 static void on_accept(struct shard *sh, unsigned li, int fd)
 {
@@ -791,15 +862,17 @@ static void on_accept(struct shard *sh, unsigned li, int fd)
 	socklen_t alen = sizeof c->peer;
 	if (getpeername(fd, (struct sockaddr *)&c->peer, &alen) != 0)
 		c->peer.ss_family = AF_UNSPEC;
-	const void *a = c->peer.ss_family == AF_INET6 ?
-				(const void *)&((struct sockaddr_in6 *)&c->peer)->sin6_addr :
-				(const void *)&((struct sockaddr_in *)&c->peer)->sin_addr;
-	if (c->peer.ss_family == AF_UNSPEC || inet_ntop(c->peer.ss_family, a, c->addr, sizeof c->addr) == NULL)
-		snprintf(c->addr, sizeof c->addr, "unknown");
+	proxy_in_addr_text(&c->peer, c->addr, sizeof c->addr);
+	if (s->cfg.proxy_protocol && !proxy_in_trusted(s->cfg.proxy_trusted, &c->peer)) {
+		STAT_ADD(sh, proxy_untrusted, 1); /* closed without a reply */
+		conn_close_start(sh, c, "proxy: untrusted peer");
+		return;
+	}
 	int one = 1;
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 
-	c->mem = malloc(SHARD_SESS_HDR + sh->eng_size + SHARD_OUT_SIZE);
+	c->mem = malloc(SHARD_SESS_HDR + sh->eng_size + SHARD_OUT_SIZE +
+			(s->cfg.proxy_protocol ? sizeof(struct proxy_parser) : 0));
 	if (c->mem == NULL) {
 		c->want_close = true;
 		conn_close_start(sh, c, "no memory");
@@ -820,6 +893,18 @@ static void on_accept(struct shard *sh, unsigned li, int fd)
 		refuse(sh, c, "4.7.0", "Too many connections, try again later");
 		return;
 	}
+	if (s->cfg.proxy_protocol) {
+		/* The client's address comes with the header: the per-address
+		 * limit, the relay rule and the greeting wait for it
+		 * (sess_proxy), within the command timeout. */
+		c->eng = (struct smtp_server *)(void *)(c->mem + SHARD_SESS_HDR);
+		smtp_server_init(c->eng, &sh->ecfg, s->listen[li].tls);
+		c->px = (struct proxy_parser *)(void *)(c->mem + SHARD_SESS_HDR + sh->eng_size + SHARD_OUT_SIZE);
+		proxy_init(c->px);
+		timer_touch(sh, c);
+		recv_arm(sh, c);
+		return;
+	}
 	if (!ip_take(s, &c->peer)) {
 		__atomic_fetch_sub(&s->open_total, 1, __ATOMIC_RELAXED);
 		STAT_ADD(sh, rejected_per_ip, 1);
@@ -827,17 +912,9 @@ static void on_accept(struct shard *sh, unsigned li, int fd)
 		return;
 	}
 	c->ip_counted = true;
-	c->relays = s->cfg.policy != NULL &&
-		    policy_client_relays(s->cfg.policy, (const struct sockaddr *)&c->peer);
 	c->eng = (struct smtp_server *)(void *)(c->mem + SHARD_SESS_HDR);
 	smtp_server_init(c->eng, &sh->ecfg, s->listen[li].tls);
-	struct smtp_server_io io = sess_io(sh, c);
-	if (smtp_server_greet(c->eng, &io) != RM_OK) {
-		c->want_close = true;
-		c->reason = "greeting";
-	}
-	flush_mark(sh, c);
-	timer_touch(sh, c);
+	sess_greet(sh, c);
 	if (!c->want_close)
 		recv_arm(sh, c);
 }
@@ -975,6 +1052,12 @@ static void timers_expire(struct shard *sh)
 			if (c->deadline > sh->now)
 				break;
 			timer_unlink(sh, c);
+			if (c->px != NULL) {
+				/* No PROXY header in time: no reply either. */
+				STAT_ADD(sh, proxy_timeout, 1);
+				conn_close_start(sh, c, "proxy: timeout");
+				continue;
+			}
 			struct smtp_server_io io = sess_io(sh, c);
 			smtp_server_timeout(c->eng, &io);
 			STAT_ADD(sh, timeouts, 1);

@@ -52,6 +52,11 @@ struct net_cfg {
 							  * policy may be NULL */
 	bool no_chunking;                /* do not offer CHUNKING */
 	bool quiet;                      /* no event line per message/session */
+	/* --proxy-protocol: every session opens with a PROXY header from a
+	 * peer inside proxy_trusted (its network table only); see
+	 * net/proxy_in.h */
+	bool proxy_protocol;
+	const struct policy *proxy_trusted;
 };
 
 enum net_phase {
@@ -82,6 +87,10 @@ struct shard_stats {
 	uint64_t sync_hist[STORE_SYNC_BUCKETS];
 	uint64_t body_copied;
 	uint64_t commits_failed;
+	uint64_t proxy_accepted;        /* valid PROXY headers */
+	uint64_t proxy_invalid;         /* missing or malformed: closed silently */
+	uint64_t proxy_untrusted;       /* peer outside --proxy-trusted */
+	uint64_t proxy_timeout;         /* no header within the command timeout */
 };
 
 struct net_server;

@@ -78,17 +78,30 @@ static int serve_spool_lock(const char *dir, const struct passwd *pw, char *err,
 	return fd;
 }
 
-/* serve_policy - the relay rule's tables from the settings */
-static int serve_policy(const struct ringmta_opts *o, struct policy *p, char *err, size_t errlen)
+/* serve_nets - add a list of networks to p's network table */
+static int serve_nets(struct policy *p, const struct opt_cidr *nets, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct policy_cidr c = { .family = nets[i].family, .prefix = nets[i].prefix };
+		memcpy(c.addr, nets[i].addr, sizeof c.addr);
+		if (policy_add_net(p, &c) != RM_OK)
+			return RM_ENOMEM;
+	}
+	return RM_OK;
+}
+
+/* serve_policy - the relay rule's tables from the settings; trusted gets
+ * --proxy-trusted (only its network table is used, by net/proxy_in.c) */
+static int serve_policy(const struct ringmta_opts *o, struct policy *p, struct policy *trusted, char *err,
+			size_t errlen)
 {
 	policy_init(p);
+	policy_init(trusted);
 	p->min_free = o->min_free_space;
-	for (size_t i = 0; i < o->n_relay_net; i++) {
-		struct policy_cidr c = { .family = o->relay_net[i].family, .prefix = o->relay_net[i].prefix };
-		memcpy(c.addr, o->relay_net[i].addr, sizeof c.addr);
-		if (policy_add_net(p, &c) != RM_OK)
-			goto nomem;
-	}
+	if (serve_nets(p, o->relay_net, o->n_relay_net) != RM_OK ||
+	    serve_nets(trusted, o->proxy_trusted, o->n_proxy_trusted) != RM_OK)
+		goto nomem;
+	policy_done(trusted);
 	for (size_t i = 0; i < o->n_relay_domain; i++)
 		if (policy_add_domain(p, o->relay_domain[i]) != RM_OK)
 			goto nomem;
@@ -180,12 +193,13 @@ int ringmta_serve(const struct ringmta_opts *o)
 	struct metrics *m = NULL;
 	struct net_server *srv = NULL;
 	struct net_listener *listen = NULL;
-	struct policy pol;
+	struct policy pol, trusted;
 	sigset_t set;
 	int rc = 2, lockfd = -1;
 
 	evlog_init(o->log_format == LOG_FORMAT_JSON);
 	policy_init(&pol);
+	policy_init(&trusted);
 	serve_signals(&set);
 	if (ring_probe(&missing) != RM_OK) {
 		snprintf(err, sizeof err, "kernel lacks %s; ringmta needs Linux %s or later", missing,
@@ -211,7 +225,7 @@ int ringmta_serve(const struct ringmta_opts *o)
 	}
 	if ((lockfd = serve_spool_lock(o->spool, pw, err, sizeof err)) < 0)
 		goto out;
-	if (serve_policy(o, &pol, err, sizeof err) != 0)
+	if (serve_policy(o, &pol, &trusted, err, sizeof err) != 0)
 		goto out;
 	policy_refresh_space(&pol, o->spool);
 	if (o->hostname == NULL) {
@@ -242,6 +256,8 @@ int ringmta_serve(const struct ringmta_opts *o)
 		.policy = &pol,
 		.store = &store_spool_ops,
 		.store_global = &spool_cfg,
+		.proxy_protocol = o->proxy_protocol,
+		.proxy_trusted = &trusted,
 	};
 	if (net_server_new(&cfg, &srv, err, sizeof err) != RM_OK)
 		goto out;
@@ -267,6 +283,7 @@ out:
 	srv = net_server_free(srv);
 	free(listen);
 	policy_free(&pol);
+	policy_free(&trusted);
 	if (lockfd >= 0)
 		close(lockfd);
 	return rc;
