@@ -1020,8 +1020,11 @@ int spool_extent_fd(struct spool *sp, uint32_t seg)
 	return f ? f->fd : -1;
 }
 
-/* spool_read - n bytes of e's body from offset off */
-int spool_read(struct spool *sp, const struct spool_env *e, uint64_t off, void *dst, size_t n)
+/* sp_extents_read - walk e's extents for n body bytes from off, reading
+ * each piece through rd (segment, file offset, destination, length) */
+static int sp_extents_read(const struct spool_env *e, uint64_t off, void *dst, size_t n,
+			   int (*rd)(void *arg, uint32_t seg, uint64_t at, void *d, size_t k),
+			   void *arg)
 {
 	char *d = dst;
 
@@ -1032,14 +1035,28 @@ int spool_read(struct spool *sp, const struct spool_env *e, uint64_t off, void *
 			continue;
 		}
 		size_t k = x->len - off < n ? (size_t)(x->len - off) : n;
-		int fd = spool_extent_fd(sp, x->seg);
-		if (fd < 0 || sp_pread_all(sp, fd, d, k, x->off + off) != RM_OK)
+		if (rd(arg, x->seg, x->off + off, d, k) != RM_OK)
 			return RM_EIO;
 		d += k;
 		n -= k;
 		off = 0;
 	}
 	return n ? RM_EINVAL : RM_OK;
+}
+
+/* sp_read_open - read a piece from one of the open spool's segments */
+static int sp_read_open(void *arg, uint32_t seg, uint64_t at, void *d, size_t k)
+{
+	struct spool *sp = arg;
+	int fd = spool_extent_fd(sp, seg);
+
+	return fd < 0 ? RM_EIO : sp_pread_all(sp, fd, d, k, at);
+}
+
+/* spool_read - n bytes of e's body from offset off */
+int spool_read(struct spool *sp, const struct spool_env *e, uint64_t off, void *dst, size_t n)
+{
+	return sp_extents_read(e, off, dst, n, sp_read_open, sp);
 }
 
 /* spool_copy_forward - rewrite a live message into the current segment */
@@ -1149,6 +1166,7 @@ struct rc {
 	size_t njr, jr_cap;
 	uint64_t torn;
 	int err;
+	bool readonly;            /* spool_scan: look, change nothing */
 };
 
 /* rc_list_fn - collect the shard's segment and journal numbers */
@@ -1255,11 +1273,26 @@ static int rc_record(struct rc *rc, struct sp_file *f, const struct spool_rec *r
 static int rc_scan(struct rc *rc, uint32_t num, bool journal)
 {
 	struct spool *sp = rc->sp;
-	struct sp_file *f = sp_file_open(sp, num, journal, false);
+	struct sp_file *f;
 	uint64_t size, off = 0;
 	char *buf;
 	int err = RM_OK;
 
+	if (rc->readonly) {
+		/* the lock holder may have deleted it since the listing: a
+		 * segment only when all its messages were finished, a journal
+		 * only after compacting it into a newer one */
+		char name[SPOOL_NAME_MAX];
+		int fd;
+
+		sp_name(name, sp->shard, num, journal);
+		fd = sp->io->open(sp->io->ctx, name, false);
+		if (fd == -ENOENT)
+			return RM_OK;
+		if (fd >= 0)
+			sp->io->close(sp->io->ctx, fd);
+	}
+	f = sp_file_open(sp, num, journal, false);
 	if (!f)
 		return RM_EIO;
 	f->sealed = true;
@@ -1484,7 +1517,7 @@ static int rc_run(struct rc *rc, struct spool_recovery *out)
 		return err;
 	rc_apply(rc);
 	err = rc_output(rc, out);
-	if (err != RM_OK)
+	if (err != RM_OK || rc->readonly)
 		return err;
 	/* finished per the journals as found: make them durable before the
 	 * segments they free are deleted */
@@ -1500,26 +1533,25 @@ static int rc_run(struct rc *rc, struct spool_recovery *out)
 	return rc_compact(rc);
 }
 
-/* spool_open - recover the shard's spool and get ready to append */
-int spool_open(struct spool **out, const struct spool_cfg *cfg, struct spool_recovery *rec)
+/* sp_recover - a new spool over cfg with recovery run into rec (which
+ * the caller frees); readonly: scan and index only */
+static int sp_recover(struct spool **out, const struct spool_cfg *cfg, struct spool_recovery *rec,
+		      bool readonly)
 {
 	struct spool *sp = calloc(1, sizeof *sp);
-	struct spool_recovery local;
 	struct rc rc;
 	int err;
 
 	*out = NULL;
-	if (!sp)
-		return RM_ENOMEM;
-	if (!rec)
-		rec = &local;
 	memset(rec, 0, sizeof *rec);
 	arena_init(&rec->_arena, &rm_alloc_libc, 1 << 20, SIZE_MAX);
+	if (!sp)
+		return RM_ENOMEM;
 	sp->io = cfg->io;
 	sp->shard = cfg->shard & MSGID_SHARD_MAX;
 	sp->seg_max = cfg->segment_max ? cfg->segment_max : SPOOL_SEG_DEFAULT;
-	sp->nreq = cfg->max_requests ? cfg->max_requests : SPOOL_REQ_DEFAULT;
-	sp->reqs = calloc(sp->nreq, sizeof *sp->reqs);
+	sp->nreq = readonly ? 0 : cfg->max_requests ? cfg->max_requests : SPOOL_REQ_DEFAULT;
+	sp->reqs = calloc(sp->nreq ? sp->nreq : 1, sizeof *sp->reqs);
 	if (!sp->reqs) {
 		spool_close(sp);
 		return RM_ENOMEM;
@@ -1530,6 +1562,7 @@ int spool_open(struct spool **out, const struct spool_cfg *cfg, struct spool_rec
 	memset(&rc, 0, sizeof rc);
 	rc.sp = sp;
 	rc.a = &rec->_arena;
+	rc.readonly = readonly;
 	sp->recovering = true;
 	err = rc_run(&rc, rec);
 	sp->recovering = false;
@@ -1540,14 +1573,91 @@ int spool_open(struct spool **out, const struct spool_cfg *cfg, struct spool_rec
 	free(rc.jr);
 	for (size_t i = 0; i < sp->nent; i++)
 		sp->ents[i].rs = NULL;
-	if (rec == &local)
-		spool_recovery_free(&local);
 	if (err != RM_OK) {
-		if (rec != &local)
-			spool_recovery_free(rec);
 		spool_close(sp);
 		return err;
 	}
 	*out = sp;
 	return RM_OK;
+}
+
+/* spool_open - recover the shard's spool and get ready to append */
+int spool_open(struct spool **out, const struct spool_cfg *cfg, struct spool_recovery *rec)
+{
+	struct spool_recovery local;
+	int err = sp_recover(out, cfg, rec ? rec : &local, false);
+
+	if (!rec || err != RM_OK)
+		spool_recovery_free(rec ? rec : &local);
+	return err;
+}
+
+/* spool_scan - read-only recovery of one shard */
+int spool_scan(const struct spool_cfg *cfg, struct spool_recovery *rec)
+{
+	struct spool *sp;
+	int err = sp_recover(&sp, cfg, rec, true);
+
+	if (err != RM_OK)
+		spool_recovery_free(rec);
+	spool_close(sp);
+	return err;
+}
+
+/* sp_shards_fn - mark the shard of one spool file name */
+static int sp_shards_fn(void *arg, const char *name)
+{
+	bool *present = arg;
+	unsigned shard;
+	uint32_t num;
+	bool journal;
+
+	if (sp_parse_name(name, &shard, &num, &journal) && shard <= MSGID_SHARD_MAX)
+		present[shard] = true;
+	return 0;
+}
+
+/* spool_shards - the shards with files in the directory */
+int spool_shards(const struct spool_io *io, bool present[MSGID_SHARD_MAX + 1])
+{
+	int n = 0;
+
+	memset(present, 0, sizeof(bool) * (MSGID_SHARD_MAX + 1));
+	if (io->list(io->ctx, sp_shards_fn, present) < 0)
+		return RM_EIO;
+	for (unsigned i = 0; i <= MSGID_SHARD_MAX; i++)
+		n += present[i];
+	return n;
+}
+
+/* A segment reader by name, for spool_body_read. */
+struct sp_byname {
+	const struct spool_io *io;
+	unsigned shard;
+};
+
+/* sp_read_byname - open the segment, read a piece, close it */
+static int sp_read_byname(void *arg, uint32_t seg, uint64_t at, void *d, size_t k)
+{
+	const struct sp_byname *b = arg;
+	char name[SPOOL_NAME_MAX];
+	int64_t r;
+	int fd;
+
+	sp_name(name, b->shard, seg, false);
+	fd = b->io->open(b->io->ctx, name, false);
+	if (fd < 0)
+		return RM_EIO;
+	r = b->io->pread(b->io->ctx, fd, d, k, at);
+	b->io->close(b->io->ctx, fd);
+	return r == (int64_t)k ? RM_OK : RM_EIO;
+}
+
+/* spool_body_read - n bytes of e's body from off, opening segments by name */
+int spool_body_read(const struct spool_io *io, const struct spool_env *e, uint64_t off,
+		    void *dst, size_t n)
+{
+	struct sp_byname b = { io, e->shard & MSGID_SHARD_MAX };
+
+	return sp_extents_read(e, off, dst, n, sp_read_byname, &b);
 }

@@ -87,6 +87,12 @@ struct spool_posix {
 /* spool_posix_open - the backend over dir (created 0700 if missing) */
 RM_MUST_USE int spool_posix_open(struct spool_posix *p, const char *dir);
 
+/* spool_posix_open_ro - a read-only backend over an existing dir: files
+ * are opened O_RDONLY, nothing is created, and every call that would write,
+ * sync, rename or unlink fails with -EROFS. For inspecting a spool another
+ * process (the daemon) may hold and be writing. */
+RM_MUST_USE int spool_posix_open_ro(struct spool_posix *p, const char *dir);
+
 /* spool_posix_close - close the directory */
 void spool_posix_close(struct spool_posix *p);
 
@@ -138,6 +144,25 @@ struct spool_tx;
  * be NULL when the caller does not want the messages. */
 RM_MUST_USE int spool_open(struct spool **out, const struct spool_cfg *cfg,
 			   struct spool_recovery *rec);
+
+/* spool_scan - read-only recovery: the unfinished messages of cfg->shard
+ * as spool_open would find them, without writing, syncing, compacting or
+ * deleting anything (cfg->io may be read-only, no lock is needed). Files
+ * removed meanwhile by the lock holder are skipped (their messages were
+ * finished); a record being written shows as a torn tail. Only cfg->io and
+ * cfg->shard are used. On success free rec with spool_recovery_free. */
+RM_MUST_USE int spool_scan(const struct spool_cfg *cfg, struct spool_recovery *rec);
+
+/* spool_shards - mark in present[] every shard that has a segment or
+ * journal file in the directory; returns how many, or RM_EIO/RM_ENOMEM */
+RM_MUST_USE int spool_shards(const struct spool_io *io, bool present[MSGID_SHARD_MAX + 1]);
+
+/* spool_body_read - the blocking reader without an open spool: n bytes of
+ * e's body (e as recovery or spool_scan returned it) from offset off,
+ * opening e->shard's segments through io. RM_EINVAL: the body is shorter;
+ * RM_EIO: a segment is gone or unreadable. */
+RM_MUST_USE int spool_body_read(const struct spool_io *io, const struct spool_env *e,
+				uint64_t off, void *dst, size_t n);
 
 /* spool_close - close files and free; pending requests are forgotten (the
  * host must have drained them). Returns NULL. */

@@ -3,7 +3,9 @@
  *
  * Every call completes before it returns (short writes and reads are
  * retried), for tools, tests and recovery. Files are opened relative to the
- * directory's fd, so the directory can be renamed under us harmlessly. Any
+ * directory's fd, so the directory can be renamed under us harmlessly. A
+ * read-only twin (spool_posix_open_ro) lets tools look at a spool the
+ * daemon holds without any chance of changing it. Any
  * thread, but one backend is used by one thread at a time.
  */
 #include "queue/spool.h"
@@ -167,6 +169,66 @@ int spool_posix_open(struct spool_posix *p, const char *dir)
 		.open = px_open, .close = px_close, .pwritev = px_pwritev, .pread = px_pread,
 		.fdatasync = px_fdatasync, .fsize = px_fsize, .unlink = px_unlink,
 		.rename = px_rename, .syncdir = px_syncdir, .list = px_list, .ctx = p,
+	};
+	return RM_OK;
+}
+
+/* px_open_ro - open a file of the spool for reading; never create */
+static int px_open_ro(void *ctx, const char *name, bool create)
+{
+	int fd;
+
+	if (create)
+		return -EROFS;
+	fd = openat(px_dirfd(ctx), name, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+/* px_rofs_write - a read-only backend refuses to write */
+static int64_t px_rofs_write(void *ctx, int fd, const struct iovec *iov, int n, uint64_t off)
+{
+	(void)ctx, (void)fd, (void)iov, (void)n, (void)off;
+	return -EROFS;
+}
+
+/* px_rofs_fd - a read-only backend refuses to sync */
+static int px_rofs_fd(void *ctx, int fd)
+{
+	(void)ctx, (void)fd;
+	return -EROFS;
+}
+
+/* px_rofs_name - a read-only backend refuses to unlink */
+static int px_rofs_name(void *ctx, const char *name)
+{
+	(void)ctx, (void)name;
+	return -EROFS;
+}
+
+/* px_rofs_rename - a read-only backend refuses to rename */
+static int px_rofs_rename(void *ctx, const char *from, const char *to)
+{
+	(void)ctx, (void)from, (void)to;
+	return -EROFS;
+}
+
+/* px_rofs_dir - a read-only backend refuses to sync the directory */
+static int px_rofs_dir(void *ctx)
+{
+	(void)ctx;
+	return -EROFS;
+}
+
+/* spool_posix_open_ro - a read-only backend over an existing dir */
+int spool_posix_open_ro(struct spool_posix *p, const char *dir)
+{
+	p->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (p->dirfd < 0)
+		return RM_EIO;
+	p->io = (struct spool_io){
+		.open = px_open_ro, .close = px_close, .pwritev = px_rofs_write, .pread = px_pread,
+		.fdatasync = px_rofs_fd, .fsize = px_fsize, .unlink = px_rofs_name,
+		.rename = px_rofs_rename, .syncdir = px_rofs_dir, .list = px_list, .ctx = p,
 	};
 	return RM_OK;
 }
