@@ -1,7 +1,11 @@
-/* ringmta-queue.c - ringmta-queue's composition root. For now it parses and checks its
- * flags (tools/queue_opts.c); the program's body comes later. Main thread. */
+/* ringmta-queue.c - ringmta-queue's composition root: flags and command
+ * (tools/queue_opts.c), then the command carried out on the spool files
+ * (tools/queue_offline.c). When the daemon grows its control socket, a
+ * client for it goes beside the offline reader and is chosen here when the
+ * socket answers. Main thread. */
 #include <stdio.h>
 
+#include "tools/queue_offline.h"
 #include "tools/queue_opts.h"
 
 int main(int argc, char **argv)
@@ -11,6 +15,5 @@ int main(int argc, char **argv)
 
 	if (rc)
 		return rc == 1 ? 0 : 2;
-	fputs("ringmta-queue: not implemented yet\n", stderr);
-	return 1;
+	return queue_offline_run(&o);
 }
