@@ -307,6 +307,36 @@ def test_untrusted_peer_closed_without_reply(daemon):
     assert metric_proxy(d.mport, "accepted") == 0
 
 
+def free_port6():
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        return s.getsockname()[1]
+
+
+def test_ipv6_peer_trusted_by_default_list(daemon):
+    # ::1/128 is in the default --proxy-trusted; a narrower list drops it.
+    p6 = free_port6()
+    d = daemon("--listen", f"[::1]:{p6}", "--relay-net", "192.0.2.0/24")
+    s = socket.create_connection(("::1", p6), timeout=10)
+    f = s.makefile("rb")
+    s.sendall(v2("192.0.2.61"))
+    assert code(read_reply(f)) == 220
+    assert code(smtp(f, s, "EHLO client.test")) == 250
+    assert code(smtp(f, s, "MAIL FROM:<a@client.test>")) == 250
+    assert code(smtp(f, s, f"RCPT TO:<{OUTSIDE}>")) == 250
+    s.close()
+
+    p6 = free_port6()
+    d = daemon("--listen", f"[::1]:{p6}", "--proxy-trusted", "127.0.0.0/8")
+    s = socket.create_connection(("::1", p6), timeout=10)
+    try:
+        s.sendall(v1("192.0.2.61"))
+    except OSError:
+        pass
+    closed_silently(s)
+    assert wait_for(lambda: metric_proxy(d.mport, "untrusted") == 1)
+
+
 def test_without_proxy_protocol_header_is_a_bad_command():
     # The option off: a PROXY line is just an unknown command.
     if not os.access(BIN, os.X_OK):
