@@ -561,7 +561,10 @@ static enum smtp_server_ev smtp_server_end_message(struct smtp_server *s, struct
 static enum smtp_server_ev smtp_server_bdat_end(struct smtp_server *s, struct smtp_server_io *io);
 
 /* smtp_server_cmd_bdat - BDAT n [LAST] (RFC 3030 §2); every check happens
- * after the size is known, so a refused chunk is still consumed */
+ * after the size is known, so a refused chunk is still consumed, except a
+ * chunk larger than the whole size limit: skipping it would let one short
+ * command hold the session until n bytes (up to 10^18) came or the data
+ * timeout struck, so it gets 552 at once and the session is closed */
 static enum smtp_server_ev smtp_server_cmd_bdat(struct smtp_server *s, const struct smtp_cmd *c,
 						struct smtp_server_io *io)
 {
@@ -571,6 +574,10 @@ static enum smtp_server_ev smtp_server_cmd_bdat(struct smtp_server *s, const str
 
 	if (!smtp_server_bdat_args(c->arg, &n, &last, &ok))
 		return smtp_server_answer(s, io, &smtp_r_bdat_syntax);
+	if (n > s->_max_size) {
+		smtp_server_sayc(io, 552, "5.3.4", "Message size exceeds fixed limit");
+		return smtp_server_close(s);
+	}
 	if (!ok)
 		r = &smtp_r_bdat_syntax;
 	else if (!s->_helo_done)

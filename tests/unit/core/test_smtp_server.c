@@ -767,6 +767,16 @@ static void test_bdat(void **st)
 		 "C< BDAT 3\\r\\nabcBDAT 3 LAST\\r\\ndefNOOP\\r\\n\n"
 		 "S: 250 2.1.0 Ok\nS: 250 2.1.5 Ok\nS: 250 2.0.0 3 octets received\n"
 		 "S: 552 5.3.4 Error: message file too big\nS: 250 2.0.0 Ok\n");
+	/* a chunk larger than the whole limit is not skipped: 552 and close,
+	 * whatever the state; a size with too many digits is a syntax error */
+	run_text("bdat-absurd", "!cfg max_size=5\n" GREET HELO
+		 "C: BDAT 99999999999999999999\nS: 501 5.5.4 Syntax: BDAT size [LAST]\n"
+		 "C: MAIL FROM:<a@b.test>\nC: RCPT TO:<c@d.test>\n"
+		 "C: BDAT 1000000000000 LAST\nC: NOOP\n"
+		 "S: 250 2.1.0 Ok\nS: 250 2.1.5 Ok\n"
+		 "S: 552 5.3.4 Message size exceeds fixed limit\n");
+	run_text("bdat-absurd-first", "!cfg max_size=5\n" GREET "C: BDAT 6\nC: NOOP\n"
+		 "S: 552 5.3.4 Message size exceeds fixed limit\n");
 	run_text("bdat-rset", GREET HELO
 		 "C: MAIL FROM:<a@b.test>\nC: RCPT TO:<c@d.test>\n"
 		 "C< BDAT 3\\r\\nabcRSET\\r\\n\n"
