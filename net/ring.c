@@ -57,6 +57,12 @@ int ring_bufs_init(struct ring_bufs *b, struct io_uring *r, uint16_t bgid, uint1
 		munmap(ring, b->_ring_bytes);
 		return RM_ENOMEM;
 	}
+	/* Touch every buffer now: the pool is a fixed cost the first busy
+	 * moment would pay anyway, and paid here the resident size is flat
+	 * from the start (a flood of input cannot make it grow) and the
+	 * kernel's receive copy takes no first-touch page faults. */
+	for (size_t off = 0; off < (size_t)count * size; off += 4096)
+		((volatile char *)b->_mem)[off] = 0; /* not memset: that becomes calloc */
 	b->_br = ring;
 	memset(&reg, 0, sizeof reg);
 	reg.ring_addr = (unsigned long)ring;

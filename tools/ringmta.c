@@ -4,6 +4,12 @@
 
 #include "tools/opts.h"
 
+/* jemalloc's settings: a background thread purges freed pages while the
+ * daemon idles (without it a burst of sessions, once closed, keeps its
+ * memory resident until later allocator activity); dirty pages wait at
+ * most a second, then go straight back to the kernel. */
+const char *malloc_conf = "background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0";
+
 int main(int argc, char **argv)
 {
 	struct ringmta_opts o;
