@@ -44,7 +44,8 @@
 #include "net/ring.h"
 
 #define DNS_WATCH_MAX 256
-#define DNS_TAG_IGNORE UINT32_MAX /* poll removals: their completion is dropped */
+_Static_assert(DNS_WATCH_MAX <= 256, "a watch index takes 8 of the 24 tag bits");
+#define DNS_TAG_IGNORE DNS_TAG_MASK /* poll removals: their completion is dropped */
 #define DNS_NO_IDX UINT32_MAX
 #define DNS_QUERIES (1 + 2 * DNS_HOSTS_MAX)
 
@@ -104,6 +105,7 @@ struct dns {
 	struct dns_job *wait_head, *wait_tail; /* not started yet */
 	struct dns_watch watch[DNS_WATCH_MAX];
 	uint64_t rng;
+	uint64_t ud_base;       /* user_data = ud_base | tag */
 	unsigned watch_full;    /* sockets that found the watch table full */
 };
 
@@ -289,10 +291,16 @@ const char *dns_status_text(enum dns_status st)
 
 /* --- sockets on the ring ------------------------------------------------------ */
 
-/* watch_tag - the tag of watch i's current poll */
+/* watch_tag - the tag of watch i's current poll (i < 256: 24 bits) */
 static uint32_t watch_tag(const struct dns *r, unsigned i)
 {
 	return ((uint32_t)i << 16) | r->watch[i].gen;
+}
+
+/* dns_ud - the user_data of an operation with tag */
+static uint64_t dns_ud(const struct dns *r, uint32_t tag)
+{
+	return r->ud_base | tag;
 }
 
 /* watch_disarm - remove watch i's poll; its completion becomes stale */
@@ -302,8 +310,8 @@ static void watch_disarm(struct dns *r, unsigned i)
 
 	if (w->armed) {
 		struct io_uring_sqe *sqe = ring_sqe(r->ring);
-		io_uring_prep_poll_remove(sqe, dns_user_data(watch_tag(r, i)));
-		io_uring_sqe_set_data64(sqe, dns_user_data(DNS_TAG_IGNORE));
+		io_uring_prep_poll_remove(sqe, dns_ud(r, watch_tag(r, i)));
+		io_uring_sqe_set_data64(sqe, dns_ud(r, DNS_TAG_IGNORE));
 		w->armed = false;
 	}
 	w->gen++;
@@ -322,7 +330,7 @@ static void watch_arm(struct dns *r, unsigned i)
 		watch_disarm(r, i);
 	struct io_uring_sqe *sqe = ring_sqe(r->ring);
 	io_uring_prep_poll_add(sqe, w->fd, w->events);
-	io_uring_sqe_set_data64(sqe, dns_user_data(watch_tag(r, i)));
+	io_uring_sqe_set_data64(sqe, dns_ud(r, watch_tag(r, i)));
 	w->armed = true;
 	w->armed_events = w->events;
 }
@@ -368,8 +376,10 @@ static void dns_sock_state(void *data, ares_socket_t fd, int readable, int writa
 /* dns_complete - a poll fired (or was removed) */
 void dns_complete(struct dns *r, uint32_t tag, int res)
 {
-	unsigned i = tag >> 16;
+	unsigned i;
 
+	tag &= DNS_TAG_MASK;
+	i = tag >> 16;
 	if (r == NULL || tag == DNS_TAG_IGNORE || i >= DNS_WATCH_MAX)
 		return;
 	struct dns_watch *w = &r->watch[i];
@@ -713,6 +723,7 @@ int dns_new(struct io_uring *ring, const struct dns_cfg *cfg, struct dns **out, 
 	for (unsigned i = 0; i < DNS_WATCH_MAX; i++)
 		r->watch[i].fd = -1;
 	r->rng = cfg->seed;
+	r->ud_base = cfg->ud_base ? cfg->ud_base & ~(uint64_t)DNS_TAG_MASK : dns_user_data(0);
 	if (r->rng == 0 && getrandom(&r->rng, sizeof r->rng, GRND_NONBLOCK) != (ssize_t)sizeof r->rng)
 		r->rng = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)r;
 

@@ -50,9 +50,14 @@ struct ares_mx_reply;
 struct dns;
 
 /* The resolver's ring operations carry DNS_UD_OP in the top byte of
- * user_data and the resolver's 32-bit tag in the low bits (next to the
- * store's STORE_UD_OP). */
+ * user_data and the resolver's tag (DNS_TAG_BITS wide) in the low bits,
+ * next to the store's STORE_UD_OP. A module that owns the resolver and has
+ * an op of its own (delivery) can host it there instead: dns_cfg.ud_base
+ * is then its user_data prefix, and it passes the low DNS_TAG_BITS of each
+ * such completion to dns_complete. */
 #define DNS_UD_OP 8u
+#define DNS_TAG_BITS 24
+#define DNS_TAG_MASK ((1u << DNS_TAG_BITS) - 1)
 
 /* dns_user_data - the user_data of a resolver operation with this tag */
 static inline uint64_t dns_user_data(uint32_t tag)
@@ -81,6 +86,8 @@ struct dns_cfg {
 	unsigned max_lookups; /* 0: DNS_LOOKUPS_DEFAULT; past it RM_ELIMIT */
 	unsigned max_active;  /* 0: DNS_ACTIVE_DEFAULT */
 	uint64_t seed;        /* shuffles equal preferences; 0: random */
+	uint64_t ud_base;     /* 0: dns_user_data(0); else a user_data prefix
+			       * whose low DNS_TAG_BITS are zero */
 };
 
 enum dns_status {

@@ -2,7 +2,8 @@
  * (net/dns.h) and prints what each MX lookup found, for tests/integration.
  *
  * Usage: dns-lookup --dns ADDR:PORT [--timeout-ms N] [--tries N]
- *                   [--repeat N] [--cancel-odd] [--deadline-ms N] DOMAIN...
+ *                   [--repeat N] [--cancel-odd] [--deadline-ms N]
+ *                   [--hosted] DOMAIN...
  * Every lookup (each DOMAIN, --repeat times) is started at once; when all
  * have called back, one block per lookup is printed in the order started:
  *   DOMAIN ok implicit=0|1 ms=N
@@ -11,7 +12,9 @@
  * then "completed N cancelled M". With --cancel-odd every second lookup is
  * cancelled right after it starts; its callback must never come. Exits 0
  * when every lookup not cancelled called back once, 1 otherwise, 2 on bad
- * usage. Main thread only.
+ * usage. --hosted runs the resolver under another module's user_data
+ * prefix (dns_cfg.ud_base), as a delivery module hosting it would.
+ * Main thread only.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -92,11 +95,15 @@ int main(int argc, char **argv)
 {
 	struct dns_cfg cfg = { 0 };
 	unsigned repeat = 1;
-	bool cancel_odd = false;
+	bool cancel_odd = false, hosted = false;
 	int64_t deadline_ms = 30000;
 	int i;
 
 	for (i = 1; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
+		if (strcmp(argv[i], "--hosted") == 0) {
+			hosted = true;
+			continue;
+		}
 		if (i + 1 >= argc && strcmp(argv[i], "--cancel-odd") != 0)
 			return dl_usage();
 		if (strcmp(argv[i], "--dns") == 0)
@@ -116,6 +123,9 @@ int main(int argc, char **argv)
 	}
 	if (i >= argc || repeat == 0)
 		return dl_usage();
+	if (hosted)
+		cfg.ud_base = ((uint64_t)9 << 56) | ((uint64_t)0xab << 24);
+	uint64_t base = hosted ? cfg.ud_base : dns_user_data(0);
 	size_t nl = (size_t)(argc - i) * repeat;
 	struct dl_lookup *ls = calloc(nl, sizeof *ls);
 	struct io_uring ring;
@@ -165,8 +175,11 @@ int main(int argc, char **argv)
 		}
 		unsigned head, n = 0;
 		io_uring_for_each_cqe(&ring, head, cqe) {
-			if ((unsigned)(cqe->user_data >> 56) == DNS_UD_OP)
-				dns_complete(r, (uint32_t)cqe->user_data, cqe->res);
+			if ((cqe->user_data & ~(uint64_t)DNS_TAG_MASK) == base)
+				dns_complete(r, (uint32_t)cqe->user_data & DNS_TAG_MASK, cqe->res);
+			else
+				fprintf(stderr, "dns-lookup: foreign completion %llx\n",
+					(unsigned long long)cqe->user_data);
 			n++;
 		}
 		io_uring_cq_advance(&ring, n);
