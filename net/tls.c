@@ -1,0 +1,404 @@
+/* tls.c - TLS over memory BIOs (BoringSSL).
+ *
+ * Every SSL_* and BIO_* call of the program is here. A connection owns two
+ * memory BIOs: rbio holds ciphertext pushed by the host until the library
+ * reads it, wbio holds what the library wrote until the host takes it into
+ * the connection's send buffer. The host pushes one receive buffer at a
+ * time and reads plaintext before pushing more, so rbio stays around one
+ * buffer's size.
+ *
+ * Invariants: a tls_conn is used by one thread; ERR_clear_error before each
+ * library call, so an error seen is this call's. A context's refcount is
+ * atomic (shards start and end connections concurrently); the slot's lock
+ * guards only the swap and the reference taken by a reader whose cached
+ * generation is old.
+ */
+#include "net/tls.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#define TLS_OUT_SIZE (TLS_PLAIN_SIZE + 1024) /* one record and its overhead */
+#define TLS_SYSTEM_CA_DIR "/etc/ssl/certs"
+
+/* Forward-secret AEAD suites for TLS 1.2 (TLS 1.3's are fixed and all good). */
+#define TLS_CIPHERS12 "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+		      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"  \
+		      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+struct tls_ctx {
+	SSL_CTX *ssl;
+	unsigned refs; /* atomic */
+	bool client;
+};
+
+struct tls_conn {
+	struct tls_ctx *ctx;
+	SSL *ssl;
+	BIO *rbio, *wbio; /* owned by ssl */
+	size_t out_len;
+	char plain[TLS_PLAIN_SIZE];
+	char out[TLS_OUT_SIZE];
+};
+
+/* tls_err - the library's last error as one line */
+static void tls_err(char *err, size_t errlen, const char *what, const char *file)
+{
+	char lib[160];
+	unsigned long e = ERR_peek_last_error();
+
+	ERR_error_string_n(e, lib, sizeof lib);
+	snprintf(err, errlen, "%s %s: %s", what, file ? file : "", e ? lib : "failed");
+	ERR_clear_error();
+}
+
+/* tls_ctx_wrap - a context around a configured SSL_CTX */
+static struct tls_ctx *tls_ctx_wrap(SSL_CTX *ssl, bool client, char *err, size_t errlen)
+{
+	struct tls_ctx *c = calloc(1, sizeof *c);
+	if (c == NULL) {
+		SSL_CTX_free(ssl);
+		snprintf(err, errlen, "tls: out of memory");
+		return NULL;
+	}
+	c->ssl = ssl;
+	c->refs = 1;
+	c->client = client;
+	return c;
+}
+
+/* tls_ctx_policy - the protocol and cipher policy both roles share */
+static int tls_ctx_policy(SSL_CTX *ssl)
+{
+	if (!SSL_CTX_set_min_proto_version(ssl, TLS1_2_VERSION) ||
+	    !SSL_CTX_set_max_proto_version(ssl, TLS1_3_VERSION) ||
+	    !SSL_CTX_set_strict_cipher_list(ssl, TLS_CIPHERS12))
+		return RM_EINVAL;
+	return RM_OK;
+}
+
+/* tls_ctx_server_new - a server context from PEM files */
+struct tls_ctx *tls_ctx_server_new(const char *cert_file, const char *key_file, char *err,
+				   size_t errlen)
+{
+	ERR_clear_error();
+	SSL_CTX *ssl = SSL_CTX_new(TLS_server_method());
+	if (ssl == NULL) {
+		tls_err(err, errlen, "tls: context", NULL);
+		return NULL;
+	}
+	if (tls_ctx_policy(ssl) != RM_OK) {
+		tls_err(err, errlen, "tls: cipher policy", NULL);
+		goto fail;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ssl, cert_file) != 1) {
+		tls_err(err, errlen, "tls: certificate", cert_file);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ssl, key_file, SSL_FILETYPE_PEM) != 1) {
+		tls_err(err, errlen, "tls: key", key_file);
+		goto fail;
+	}
+	if (SSL_CTX_check_private_key(ssl) != 1) {
+		tls_err(err, errlen, "tls: key does not match certificate", key_file);
+		goto fail;
+	}
+	/* Resumption: the server-side cache and tickets (on by default; said
+	 * here so a later library choice keeps them). */
+	SSL_CTX_set_session_cache_mode(ssl, SSL_SESS_CACHE_SERVER);
+	SSL_CTX_clear_options(ssl, SSL_OP_NO_TICKET);
+	static const unsigned char sid[] = "ringmta";
+	(void)SSL_CTX_set_session_id_context(ssl, sid, sizeof sid - 1);
+	return tls_ctx_wrap(ssl, false, err, errlen);
+fail:
+	SSL_CTX_free(ssl);
+	return NULL;
+}
+
+/* tls_ctx_client_new - a client context, verifying or not */
+struct tls_ctx *tls_ctx_client_new(bool verify, const char *ca_file, char *err, size_t errlen)
+{
+	ERR_clear_error();
+	SSL_CTX *ssl = SSL_CTX_new(TLS_client_method());
+	if (ssl == NULL || tls_ctx_policy(ssl) != RM_OK) {
+		tls_err(err, errlen, "tls: client context", NULL);
+		SSL_CTX_free(ssl);
+		return NULL;
+	}
+	if (verify) {
+		int ok = ca_file ? SSL_CTX_load_verify_locations(ssl, ca_file, NULL)
+				 : SSL_CTX_load_verify_locations(ssl, NULL, TLS_SYSTEM_CA_DIR);
+		if (ok != 1) {
+			tls_err(err, errlen, "tls: CA", ca_file ? ca_file : TLS_SYSTEM_CA_DIR);
+			SSL_CTX_free(ssl);
+			return NULL;
+		}
+		SSL_CTX_set_verify(ssl, SSL_VERIFY_PEER, NULL);
+	} else {
+		SSL_CTX_set_verify(ssl, SSL_VERIFY_NONE, NULL);
+	}
+	return tls_ctx_wrap(ssl, true, err, errlen);
+}
+
+/* tls_ctx_ref - one more holder */
+struct tls_ctx *tls_ctx_ref(struct tls_ctx *c)
+{
+	if (c != NULL)
+		__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+	return c;
+}
+
+/* tls_ctx_unref - one fewer holder; the last frees */
+struct tls_ctx *tls_ctx_unref(struct tls_ctx *c)
+{
+	if (c != NULL && __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		SSL_CTX_free(c->ssl);
+		free(c);
+	}
+	return NULL;
+}
+
+/* --- the slot ------------------------------------------------------------ */
+
+/* tls_slot_init - an empty slot */
+int tls_slot_init(struct tls_slot *s)
+{
+	pthread_mutex_t *m = malloc(sizeof *m);
+	if (m == NULL)
+		return RM_ENOMEM;
+	pthread_mutex_init(m, NULL);
+	s->_cur = NULL;
+	s->_gen = 1;
+	s->_lock = m;
+	return RM_OK;
+}
+
+/* tls_slot_fini - drop the slot's context */
+void tls_slot_fini(struct tls_slot *s)
+{
+	if (s->_lock == NULL)
+		return;
+	s->_cur = tls_ctx_unref(s->_cur);
+	pthread_mutex_destroy(s->_lock);
+	free(s->_lock);
+	s->_lock = NULL;
+}
+
+/* tls_slot_store - swap in ctx; the old context lives while it is held */
+void tls_slot_store(struct tls_slot *s, struct tls_ctx *ctx)
+{
+	pthread_mutex_lock(s->_lock);
+	struct tls_ctx *old = s->_cur;
+	s->_cur = ctx;
+	__atomic_add_fetch(&s->_gen, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(s->_lock);
+	tls_ctx_unref(old);
+}
+
+/* tls_slot_get - the current context through a reader's cache */
+struct tls_ctx *tls_slot_get(struct tls_slot *s, struct tls_slot_cache *c)
+{
+	uint64_t gen = __atomic_load_n(&s->_gen, __ATOMIC_ACQUIRE);
+	if (gen == c->gen)
+		return c->ctx;
+	pthread_mutex_lock(s->_lock);
+	struct tls_ctx *cur = tls_ctx_ref(s->_cur);
+	c->gen = __atomic_load_n(&s->_gen, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(s->_lock);
+	tls_ctx_unref(c->ctx);
+	c->ctx = cur;
+	return cur;
+}
+
+/* tls_slot_cache_fini - drop the cache's reference */
+void tls_slot_cache_fini(struct tls_slot_cache *c)
+{
+	c->ctx = tls_ctx_unref(c->ctx);
+	c->gen = 0;
+}
+
+/* --- connections ------------------------------------------------------- */
+
+/* tls_conn_new - a connection on ctx */
+struct tls_conn *tls_conn_new(struct tls_ctx *ctx, const char *host)
+{
+	struct tls_conn *t = malloc(sizeof *t);
+	if (t == NULL)
+		return NULL;
+	ERR_clear_error();
+	t->out_len = 0;
+	t->ssl = SSL_new(ctx->ssl);
+	t->rbio = BIO_new(BIO_s_mem());
+	t->wbio = BIO_new(BIO_s_mem());
+	if (t->ssl == NULL || t->rbio == NULL || t->wbio == NULL)
+		goto fail;
+	BIO_set_mem_eof_return(t->rbio, -1); /* empty means "more later" */
+	BIO_set_mem_eof_return(t->wbio, -1);
+	SSL_set_bio(t->ssl, t->rbio, t->wbio);
+	if (ctx->client) {
+		SSL_set_connect_state(t->ssl);
+		if (host != NULL) {
+			if (!SSL_set_tlsext_host_name(t->ssl, host))
+				goto fail_ssl;
+			if (SSL_get_verify_mode(t->ssl) & SSL_VERIFY_PEER) {
+				X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
+				if (!X509_VERIFY_PARAM_set1_host(vp, host, strlen(host)))
+					goto fail_ssl;
+			}
+		}
+	} else {
+		SSL_set_accept_state(t->ssl);
+	}
+	t->ctx = tls_ctx_ref(ctx);
+	return t;
+fail:
+	BIO_free(t->rbio);
+	BIO_free(t->wbio);
+fail_ssl:
+	SSL_free(t->ssl);
+	ERR_clear_error();
+	free(t);
+	return NULL;
+}
+
+/* tls_conn_free - free the connection and its context reference */
+struct tls_conn *tls_conn_free(struct tls_conn *t)
+{
+	if (t == NULL)
+		return NULL;
+	SSL_free(t->ssl); /* frees both BIOs */
+	tls_ctx_unref(t->ctx);
+	free(t);
+	ERR_clear_error();
+	return NULL;
+}
+
+/* tls_conn_push - ciphertext from the peer into rbio */
+int tls_conn_push(struct tls_conn *t, const char *p, size_t n)
+{
+	while (n > 0) {
+		int chunk = n > 1u << 30 ? 1 << 30 : (int)n;
+		int w = BIO_write(t->rbio, p, chunk);
+		if (w <= 0)
+			return RM_ENOMEM;
+		p += w;
+		n -= (size_t)w;
+	}
+	return RM_OK;
+}
+
+/* tls_conn_status - map the library's verdict on a call that returned r */
+static int tls_conn_status(struct tls_conn *t, int r)
+{
+	switch (SSL_get_error(t->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return RM_AGAIN;
+	case SSL_ERROR_ZERO_RETURN:
+		return RM_EIO;
+	default:
+		ERR_clear_error();
+		return RM_EPROTO;
+	}
+}
+
+/* tls_conn_handshake - advance the handshake */
+int tls_conn_handshake(struct tls_conn *t)
+{
+	ERR_clear_error();
+	int r = SSL_do_handshake(t->ssl);
+	if (r == 1)
+		return RM_OK;
+	int st = tls_conn_status(t, r);
+	return st == RM_EIO ? RM_EPROTO : st;
+}
+
+/* tls_conn_read - decrypt what has arrived into the plaintext buffer */
+int tls_conn_read(struct tls_conn *t, struct slice *plain)
+{
+	ERR_clear_error();
+	int r = SSL_read(t->ssl, t->plain, (int)sizeof t->plain);
+	if (r > 0) {
+		*plain = slice_make(t->plain, (size_t)r);
+		return RM_OK;
+	}
+	*plain = SLICE_NULL;
+	return tls_conn_status(t, r);
+}
+
+/* tls_conn_write - encrypt p[0..n) into wbio */
+int tls_conn_write(struct tls_conn *t, const char *p, size_t n)
+{
+	while (n > 0) {
+		int chunk = n > TLS_PLAIN_SIZE ? TLS_PLAIN_SIZE : (int)n;
+		ERR_clear_error();
+		int r = SSL_write(t->ssl, p, chunk);
+		if (r <= 0)
+			return RM_EPROTO; /* a memory BIO never pushes back */
+		p += r;
+		n -= (size_t)r;
+	}
+	return RM_OK;
+}
+
+/* tls_conn_out - move produced ciphertext into the send buffer */
+struct slice tls_conn_out(struct tls_conn *t)
+{
+	size_t room = sizeof t->out - t->out_len;
+	if (room > 0 && BIO_ctrl_pending(t->wbio) > 0) {
+		int r = BIO_read(t->wbio, t->out + t->out_len, (int)room);
+		if (r > 0)
+			t->out_len += (size_t)r;
+	}
+	return slice_make(t->out, t->out_len);
+}
+
+/* tls_conn_sent - n bytes of the send buffer went out */
+void tls_conn_sent(struct tls_conn *t, size_t n)
+{
+	if (n >= t->out_len) {
+		t->out_len = 0;
+		return;
+	}
+	memmove(t->out, t->out + n, t->out_len - n);
+	t->out_len -= n;
+}
+
+/* tls_conn_out_pending - ciphertext waits to be sent */
+bool tls_conn_out_pending(const struct tls_conn *t)
+{
+	return t->out_len > 0 || BIO_ctrl_pending(t->wbio) > 0;
+}
+
+/* tls_conn_version - "TLSv1.2", "TLSv1.3"; "" before the handshake */
+const char *tls_conn_version(const struct tls_conn *t)
+{
+	return SSL_is_init_finished(t->ssl) ? SSL_get_version(t->ssl) : "";
+}
+
+/* tls_conn_cipher - the negotiated suite's standard name; "" before */
+const char *tls_conn_cipher(const struct tls_conn *t)
+{
+	const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);
+	const char *n = c && SSL_is_init_finished(t->ssl) ? SSL_CIPHER_standard_name(c) : NULL;
+	return n ? n : "";
+}
+
+/* tls_conn_is13 - TLS 1.3 was negotiated */
+bool tls_conn_is13(const struct tls_conn *t)
+{
+	return SSL_version(t->ssl) == TLS1_3_VERSION;
+}
+
+/* tls_conn_resumed - the session was resumed */
+bool tls_conn_resumed(const struct tls_conn *t)
+{
+	return SSL_session_reused(t->ssl) == 1;
+}
