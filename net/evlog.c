@@ -137,13 +137,6 @@ void evlog_received(const char *queue_id, const char *client, const char *from, 
 /* evlog_session - a session ended */
 void evlog_session(const char *client, uint64_t duration_ms, unsigned messages, const char *reason)
 {
-	evlog_session_sec(client, duration_ms, messages, reason, NULL, NULL, NULL);
-}
-
-/* evlog_session_sec - a session ended, with its TLS and AUTH facts */
-void evlog_session_sec(const char *client, uint64_t duration_ms, unsigned messages, const char *reason,
-		       const char *tls_version, const char *tls_cipher, const char *user)
-{
 	struct line l;
 	char num[24];
 
@@ -153,12 +146,6 @@ void evlog_session_sec(const char *client, uint64_t duration_ms, unsigned messag
 	line_kv(&l, "duration_ms", num);
 	snprintf(num, sizeof num, "%u", messages);
 	line_kv(&l, "messages", num);
-	if (tls_version != NULL && tls_version[0] != '\0') {
-		line_kv(&l, "tls", tls_version);
-		line_kv(&l, "cipher", tls_cipher ? tls_cipher : "");
-	}
-	if (user != NULL && user[0] != '\0')
-		line_kv(&l, "user", user);
 	line_kv(&l, "end", reason);
 	line_end(&l);
 }
@@ -170,4 +157,26 @@ void evlog_reopen(void)
 	 * shell redirection): a rotating redirection is reopened by its owner.
 	 * All we hold is unbuffered, so there is nothing to flush either. */
 	evlog_msg("info", "reopen", "log reopened (stderr)");
+}
+
+/* evlog_delivery - one delivery attempt for one recipient */
+void evlog_delivery(const char *queue_id, const char *rcpt, const char *hop, const char *outcome,
+		    uint64_t delay_ms, const char *reply, uint64_t next_in_s)
+{
+	struct line l;
+	char num[24];
+
+	line_start(&l, "info", "delivery");
+	line_kv(&l, "id", queue_id);
+	line_kv(&l, "to", rcpt);
+	line_kv(&l, "hop", hop);
+	line_kv(&l, "outcome", outcome);
+	snprintf(num, sizeof num, "%llu", (unsigned long long)delay_ms);
+	line_kv(&l, "delay_ms", num);
+	if (next_in_s) {
+		snprintf(num, sizeof num, "%llu", (unsigned long long)next_in_s);
+		line_kv(&l, "next_in_s", num);
+	}
+	line_kv(&l, "reply", reply);
+	line_end(&l);
 }

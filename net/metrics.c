@@ -111,10 +111,25 @@ void metrics_render(const struct shard_stats *st, unsigned open, FILE *f)
 		(unsigned long long)st->proxy_accepted, (unsigned long long)st->proxy_invalid,
 		(unsigned long long)st->proxy_untrusted, (unsigned long long)st->proxy_timeout);
 	metric(f, "ringmta_messages_received_total", "counter", "Messages accepted", st->messages_received);
-	metric(f, "ringmta_messages_delivered_total", "counter", "Messages delivered", 0);
-	metric(f, "ringmta_messages_deferred_total", "counter", "Delivery attempts deferred", 0);
-	metric(f, "ringmta_messages_bounced_total", "counter", "Messages bounced", 0);
-	metric(f, "ringmta_queue_messages", "gauge", "Messages in the queue", 0);
+	metric(f, "ringmta_messages_delivered_total", "counter", "Recipients delivered", st->delivered);
+	metric(f, "ringmta_messages_deferred_total", "counter", "Recipient delivery attempts deferred",
+	       st->deferred);
+	metric(f, "ringmta_messages_bounced_total", "counter", "Recipients bounced or expired", st->bounced);
+	metric(f, "ringmta_queue_messages", "gauge", "Messages in the queue", st->queue_messages);
+	metric(f, "ringmta_outbound_connections_open", "gauge", "Outbound SMTP connections open",
+	       st->outbound_open);
+	fprintf(f, "# HELP ringmta_delivery_seconds Arrival to delivery, per recipient\n"
+		   "# TYPE ringmta_delivery_seconds histogram\n");
+	uint64_t dcum = 0;
+	double dle = 0.01;
+	for (int i = 0; i < NET_DELIVER_BUCKETS; i++, dle *= 2) {
+		dcum += st->deliver_hist[i];
+		if (i == NET_DELIVER_BUCKETS - 1)
+			fprintf(f, "ringmta_delivery_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)dcum);
+		else
+			fprintf(f, "ringmta_delivery_seconds_bucket{le=\"%g\"} %llu\n", dle, (unsigned long long)dcum);
+	}
+	fprintf(f, "ringmta_delivery_seconds_count %llu\n", (unsigned long long)dcum);
 	metric(f, "ringmta_received_bytes_total", "counter", "Message bytes accepted", st->received_bytes);
 	metric(f, "ringmta_socket_received_bytes_total", "counter", "Bytes read from SMTP sockets",
 	       st->socket_bytes);
@@ -129,23 +144,6 @@ void metrics_render(const struct shard_stats *st, unsigned open, FILE *f)
 		fprintf(f, "ringmta_replies_total{class=\"%s\"} %llu\n", classes[i],
 			(unsigned long long)st->replies[i]);
 	metric(f, "ringmta_timeouts_total", "counter", "Sessions closed by an idle timeout", st->timeouts);
-	metric(f, "ringmta_tls_handshakes_total", "counter", "Inbound TLS handshakes finished",
-	       st->tls_handshakes);
-	metric(f, "ringmta_tls_handshake_failures_total", "counter",
-	       "Inbound TLS handshakes that failed or timed out", st->tls_handshake_failures);
-	metric(f, "ringmta_tls_resumed_total", "counter", "Inbound TLS sessions resumed", st->tls_resumed);
-	fprintf(f, "# HELP ringmta_tls_sessions_total Inbound TLS sessions, by protocol version\n"
-		   "# TYPE ringmta_tls_sessions_total counter\n"
-		   "ringmta_tls_sessions_total{version=\"TLSv1.2\"} %llu\n"
-		   "ringmta_tls_sessions_total{version=\"TLSv1.3\"} %llu\n",
-		(unsigned long long)st->tls_sessions_12, (unsigned long long)st->tls_sessions_13);
-	fprintf(f, "# HELP ringmta_auth_total AUTH attempts checked, by result\n"
-		   "# TYPE ringmta_auth_total counter\n"
-		   "ringmta_auth_total{result=\"success\"} %llu\n"
-		   "ringmta_auth_total{result=\"failure\"} %llu\n",
-		(unsigned long long)st->auth_successes, (unsigned long long)st->auth_failures);
-	metric(f, "ringmta_auth_lockouts_total", "counter",
-	       "Sessions closed with 421 after too many failed AUTH attempts", st->auth_lockouts);
 	metric(f, "ringmta_stale_completions_total", "counter", "Completions for a reused slot, dropped",
 	       st->stale_completions);
 	metric(f, "ringmta_recv_enobufs_total", "counter", "Receives that found no free buffer", st->enobufs);

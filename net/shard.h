@@ -20,10 +20,8 @@
 #include <sys/socket.h>
 
 #include "core/err.h"
-#include "net/auth.h"
 #include "net/policy.h"
 #include "net/store.h"
-#include "net/tls.h"
 
 struct net_listener {
 	struct sockaddr_storage sa;
@@ -54,16 +52,43 @@ struct net_cfg {
 							  * policy may be NULL */
 	bool no_chunking;                /* do not offer CHUNKING */
 	bool quiet;                      /* no event line per message/session */
-	/* Inbound TLS and AUTH (net/tls.h, net/auth.h), both optional and
-	 * owned by the caller: tls_server set offers STARTTLS and serves
-	 * --listen-tls; auth set (with TLS) offers AUTH PLAIN LOGIN. */
-	struct tls_slot *tls_server;
-	struct auth *auth;
 	/* --proxy-protocol: every session opens with a PROXY header from a
 	 * peer inside proxy_trusted (its network table only); see
 	 * net/proxy_in.h */
 	bool proxy_protocol;
 	const struct policy *proxy_trusted;
+	/* Optional delivery module, one instance per shard (net/outbound.h):
+	 * created before the store (the store hands it every recovered and
+	 * every committed message), run once per loop turn. */
+	const struct net_deliver_ops *deliver;
+	void *deliver_global;
+};
+
+/* What a shard's delivery module gets: its ring (operations carry
+ * NET_DELIVER_UD_OP in the top byte of user_data and the module's 32-bit
+ * tag below), the shard index and the shard's counters it may add to. */
+#define NET_DELIVER_UD_OP 9u
+struct shard_stats;
+struct net_deliver_env {
+	struct io_uring *ring;
+	unsigned shard;
+	struct shard_stats *stats;
+};
+
+/* The hooks of a per-shard delivery module. turn runs at every loop
+ * boundary before the store's (so journal writes join the turn's group
+ * commit); stop is called once when the server stops; pending counts
+ * operations in the kernel (the loop ends when it is 0). */
+struct net_deliver_ops {
+	void *(*create)(void *global, const struct net_deliver_env *env);
+	void (*destroy)(void *d);
+	void (*complete)(void *d, uint32_t tag, int res, uint32_t flags);
+	void (*turn)(void *d, int64_t now_ms);
+	void (*stop)(void *d);
+	unsigned (*pending)(void *d);
+	/* queued - the store's hand-off (struct store_env.queued) */
+	void (*queued)(void *d, const struct store_spool_ref *ref, const char *id,
+		       const struct spool_msg *recovered);
 };
 
 enum net_phase {
@@ -71,6 +96,9 @@ enum net_phase {
 	NET_REFUSE = 1, /* new sessions get 421 4.3.2 and are closed */
 	NET_STOP = 2,   /* close everything and return */
 };
+
+/* Delivery latency buckets: <= 0.01 s doubling up to 10.24 s, then +Inf. */
+#define NET_DELIVER_BUCKETS 12
 
 /* Reply classes counted per shard (2xx..5xx). */
 #define NET_REPLY_CLASSES 4
@@ -86,14 +114,6 @@ struct shard_stats {
 	uint64_t socket_bytes;          /* bytes read from sockets */
 	uint64_t replies[NET_REPLY_CLASSES];
 	uint64_t timeouts;
-	uint64_t tls_handshakes;        /* finished handshakes */
-	uint64_t tls_handshake_failures;
-	uint64_t tls_sessions_12;       /* sessions by TLS version */
-	uint64_t tls_sessions_13;
-	uint64_t tls_resumed;           /* handshakes that resumed a session */
-	uint64_t auth_successes;
-	uint64_t auth_failures;
-	uint64_t auth_lockouts;         /* sessions closed with 421 after failures */
 	uint64_t stale_completions;
 	uint64_t enobufs;               /* recv found the buffer ring empty */
 	uint64_t buffers_total;
@@ -106,6 +126,13 @@ struct shard_stats {
 	uint64_t proxy_invalid;         /* missing or malformed: closed silently */
 	uint64_t proxy_untrusted;       /* peer outside --proxy-trusted */
 	uint64_t proxy_timeout;         /* no header within the command timeout */
+	/* Delivery (net/outbound.c), per recipient attempt outcome. */
+	uint64_t delivered;
+	uint64_t deferred;
+	uint64_t bounced;
+	uint64_t queue_messages;        /* gauge: messages not finished */
+	uint64_t outbound_open;         /* gauge: outbound connections */
+	uint64_t deliver_hist[NET_DELIVER_BUCKETS]; /* arrival to delivery */
 };
 
 struct net_server;

@@ -33,6 +33,17 @@
 
 struct io_uring;
 struct store_tx;
+struct spool;
+struct spool_msg;
+
+/* A spool as the delivery module sees it: after queueing requests on sp
+ * (spool_journal) it calls drain(ctx) at once, which submits them (on the
+ * ring for the shard's own spool, blocking for an adopted one). */
+struct store_spool_ref {
+	struct spool *sp;
+	void (*drain)(void *ctx);
+	void *ctx;
+};
 
 #define STORE_QUEUE_ID_MAX 32
 
@@ -53,6 +64,11 @@ struct store_env {
 	uint64_t *syncs;          /* fdatasync calls that acknowledged messages */
 	uint64_t *sync_ns_hist;   /* fdatasync latency histogram, STORE_SYNC_BUCKETS */
 	uint64_t *body_copied;    /* body bytes copied in user space */
+	/* Optional: every message made durable (and every unfinished one
+	 * recovered in create, with its recipients' states) goes here. */
+	void (*queued)(void *qctx, const struct store_spool_ref *ref, const char *id,
+		       const struct spool_msg *recovered);
+	void *qctx;
 };
 
 #define STORE_SYNC_BUCKETS 12 /* <=0.1ms .. <=204.8ms doubling, then +Inf */

@@ -75,6 +75,7 @@ struct ss_extra {
 	struct spool_posix px;
 	struct spool *sp;
 	struct spool_recovery rec;
+	struct store_spool_ref ref; /* for the delivery module */
 };
 
 struct spool_store {
@@ -82,6 +83,7 @@ struct spool_store {
 	struct spool_posix px;
 	struct spool *sp;
 	struct spool_recovery rec;  /* unfinished messages, for the scheduler */
+	struct store_spool_ref ref; /* this spool, for the delivery module */
 	struct ss_extra *extra;
 	size_t nextra;
 	struct ss_op *ops;
@@ -224,6 +226,42 @@ static void ss_report(struct spool_store *ss)
 		uint64_t token = t->token;
 		ss_tx_put(ss, t);
 		ss->env.cb.committed(ss->env.cb.ctx, token, d.status);
+		if (d.status == 0 && ss->env.queued != NULL)
+			ss->env.queued(ss->env.qctx, &ss->ref, d.id, NULL);
+	}
+}
+
+/* ss_drain - the delivery module queued requests on our spool: submit */
+static void ss_drain(void *ctx)
+{
+	(void)ss_submit(ctx, false, 0, 0);
+}
+
+/* ss_drain_extra - the same for an adopted spool, which has no ring: the
+ * blocking twin */
+static void ss_drain_extra(void *ctx)
+{
+	struct ss_extra *x = ctx;
+	spool_flush(x->sp);
+	spool_run(x->sp);
+}
+
+/* ss_hand_over - give the delivery module every recovered message */
+static void ss_hand_over(struct spool_store *ss)
+{
+	char id[MSGID_LEN + 1];
+
+	if (ss->env.queued == NULL)
+		return;
+	for (size_t k = 0; k <= ss->nextra; k++) {
+		const struct spool_recovery *r = k == 0 ? &ss->rec : &ss->extra[k - 1].rec;
+		const struct store_spool_ref *ref = k == 0 ? &ss->ref : &ss->extra[k - 1].ref;
+		for (size_t i = 0; i < r->nmsg; i++) {
+			size_t n = r->msg[i].env.id.len < MSGID_LEN ? r->msg[i].env.id.len : MSGID_LEN;
+			memcpy(id, r->msg[i].env.id.ptr, n);
+			id[n] = '\0';
+			ss->env.queued(ss->env.qctx, ref, id, &r->msg[i]);
+		}
 	}
 }
 
@@ -319,6 +357,10 @@ static void *ss_create(void *global, const struct store_env *env)
 		ss_log_recovery(env->shard, id, &x->rec);
 		ss->nextra++;
 	}
+	ss->ref = (struct store_spool_ref){ ss->sp, ss_drain, ss };
+	for (size_t i = 0; i < ss->nextra; i++)
+		ss->extra[i].ref = (struct store_spool_ref){ ss->extra[i].sp, ss_drain_extra, &ss->extra[i] };
+	ss_hand_over(ss);
 	ss->gc_at = ss_now_ns() + SS_GC_NS;
 	return ss;
 }

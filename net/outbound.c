@@ -1,0 +1,1228 @@
+/* outbound.c - per-shard delivery: messages -> scheduler jobs -> outbound
+ * SMTP connections on the shard's ring (net/outbound.h).
+ *
+ * A connection slot carries op + generation + slot in the user_data of each
+ * operation (tag: 4 bits op, 12 bits generation, 16 bits slot); a slot is
+ * freed only when nothing of it is in the kernel. One send at a time per
+ * connection; the engine (core/smtp_client.h) is fed only while no send is
+ * in flight, because its commands are appended to the buffer being sent.
+ *
+ * The message goes out as the Received: header kept in the commit record
+ * followed by the body read back from the spool segment, one io_uring read
+ * of at most OB_RBUF bytes per piece into the connection's buffer (a copy by
+ * the kernel; no body byte is copied in user space). With CHUNKING the
+ * whole message is one "BDAT n LAST" whose n bytes stream in pieces; else
+ * DATA with dot-stuffing by slices (core/smtp_client.h smtp_stuff_*), sent
+ * by sendmsg from the read buffer. splice for plain BDAT would save the
+ * read copy; not done.
+ *
+ * Outcomes per recipient: 2xx delivered, 5xx bounced, anything else (4xx,
+ * connection lost, timeout) deferred per the retry schedule with the reply
+ * kept, past the queue lifetime expired. Each goes to the spool's journal,
+ * a log line and the shard's counters. DSN generation for bounces is not
+ * wired yet: a bounced recipient is journalled and logged only.
+ * Timeouts: a deadline per connection from smtp_client_phase; the turn
+ * scans the (few) connections; an expired one is shut down, which ends its
+ * recv. The connect has a linked timeout.
+ * Threads: everything but outbound_global_* runs on the shard's thread.
+ */
+#define _GNU_SOURCE
+#include "net/outbound.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "core/arena.h"
+#include "core/smtp_client.h"
+#include "net/evlog.h"
+#include "net/ring.h"
+#include "net/store.h"
+#include "queue/msgid.h"
+#include "queue/spool.h"
+
+#define OB_SLOTS 4096u          /* connections per shard */
+#define OB_IN 16384
+#define OB_OUT 16384
+#define OB_RBUF 65536
+#define OB_IOV 128
+#define OB_TEXT 256             /* reply text kept per recipient */
+
+enum ob_op { O_CONNECT = 1, O_LTIMEOUT, O_RECV, O_SEND, O_READ, O_CLOSE };
+enum ob_state { OC_FREE = 0, OC_CONNECTING, OC_OPEN, OC_CLOSING };
+enum ob_body { B_NONE = 0, B_BODY, B_DONE };
+
+struct ob_msg {
+	struct sched_msg sm;
+	const struct store_spool_ref *ref;
+	char id[MSGID_LEN + 1];
+	struct arena a;
+	struct spool_env env;
+	uint64_t total;            /* Received: + body */
+	struct ob_msg *prev, *next;
+};
+
+/* A shard's per-destination state, hung on sched_ldest.user. */
+struct ob_dest {
+	const struct outbound_hop *hop; /* NULL: MX (needs DNS) */
+	struct ob_conn *idle;
+	struct ob_dest *next;      /* every one of the shard's, to free */
+};
+
+struct ob_res {
+	unsigned code;             /* 0: no final reply yet */
+	char text[OB_TEXT];
+};
+
+struct ob_conn {
+	uint32_t gen;
+	uint32_t slot;
+	uint8_t state;
+	bool recv_armed, sending, shut, ever_ready, idle;
+	int fd;
+	uint16_t inflight;
+	size_t addr_i;
+	struct sched_ldest *ld;
+	struct ob_dest *od;
+	struct ob_conn *idle_next;
+	int64_t deadline;          /* ms; 0: none */
+	unsigned msgs;
+	struct smtp_client cl;
+	struct buf out;
+	char outmem[OB_OUT];
+	char in[OB_IN];
+	size_t in_len, in_pos;
+	/* the transaction */
+	struct sched_job *job;
+	bool started;              /* the job's transaction was sent */
+	struct ob_msg *m;
+	struct smtp_client_rcpt *rc;
+	struct smtp_client_msg cm;
+	struct ob_res *res;
+	/* the body */
+	uint8_t body;
+	uint64_t boff;             /* bytes of the message handed to sends */
+	char *rbuf;
+	size_t rlen, rpos;
+	struct smtp_stuff stuff;
+	struct iovec siov[OB_IOV];
+	struct msghdr mh;
+	int sn, si;
+	struct slice sl[OB_IOV];
+};
+
+struct ob {
+	const struct outbound_cfg *g;
+	struct net_deliver_env env;
+	struct sched *s;
+	struct ob_conn **conns;
+	uint32_t nconns;
+	uint32_t free_head;
+	uint32_t *free_next;
+	unsigned pending;
+	bool stopped;
+	int64_t now;               /* ms, monotonic */
+	struct ob_msg *msgs;
+	uint64_t nmsgs;
+	struct ob_dest *dests;
+	char err[160];
+};
+
+#define OB_STAT_ADD(d, f, n) __atomic_store_n(&(d)->env.stats->f, (d)->env.stats->f + (n), __ATOMIC_RELAXED)
+
+/* ob_wall_us - wall clock µs: the scheduler's clock (arrival times are) */
+static uint64_t ob_wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* ob_ud - user_data of op on c */
+static uint64_t ob_ud(struct ob *d, struct ob_conn *c, unsigned op)
+{
+	(void)d;
+	return ((uint64_t)NET_DELIVER_UD_OP << 56) | ((uint64_t)op << 28) | ((uint64_t)(c->gen & 0xfffu) << 16) |
+	       c->slot;
+}
+
+static void ob_pump(struct ob *d, struct ob_conn *c);
+static void ob_body_next(struct ob *d, struct ob_conn *c);
+static void ob_conn_end(struct ob *d, struct ob_conn *c, const char *why, unsigned code);
+
+/* --- global ------------------------------------------------------------------- */
+
+/* outbound_hop_resolve - host:port into hop */
+int outbound_hop_resolve(const char *host, uint16_t port, struct outbound_hop *hop, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+	char portstr[8];
+
+	memset(hop, 0, sizeof *hop);
+	snprintf(portstr, sizeof portstr, "%u", port);
+	if (strchr(host, ':') != NULL)
+		snprintf(hop->text, sizeof hop->text, "[%s]:%u", host, port);
+	else
+		snprintf(hop->text, sizeof hop->text, "%s:%u", host, port);
+	if (getaddrinfo(host, portstr, &hints, &res) != 0 || res == NULL) {
+		snprintf(err, errlen, "next hop %s does not resolve", hop->text);
+		return RM_EINVAL;
+	}
+	for (struct addrinfo *a = res; a && hop->naddr < OUTBOUND_ADDRS_MAX; a = a->ai_next) {
+		memcpy(&hop->addr[hop->naddr], a->ai_addr, a->ai_addrlen);
+		hop->addrlen[hop->naddr++] = a->ai_addrlen;
+	}
+	freeaddrinfo(res);
+	return RM_OK;
+}
+
+/* ob_env_ms - a test-only override from the environment, or def */
+static unsigned ob_env_ms(const char *name, unsigned def)
+{
+	const char *v = getenv(name);
+	if (v == NULL || *v == '\0')
+		return def;
+	unsigned long n = strtoul(v, NULL, 10);
+	return n > 0 && n < 86400000ul ? (unsigned)n : def;
+}
+
+/* outbound_global_init - the shared destination table and the timeouts */
+int outbound_global_init(struct outbound_cfg *g)
+{
+	/* RFC 5321 §4.5.3.2 */
+	static const unsigned secs[] = {
+		[SMTP_CLIENT_PHASE_NONE] = 300, [SMTP_CLIENT_PHASE_GREETING] = 300,
+		[SMTP_CLIENT_PHASE_EHLO] = 300, [SMTP_CLIENT_PHASE_TLS] = 300,
+		[SMTP_CLIENT_PHASE_RSET] = 300, [SMTP_CLIENT_PHASE_MAIL] = 300,
+		[SMTP_CLIENT_PHASE_RCPT] = 300, [SMTP_CLIENT_PHASE_DATA_INIT] = 120,
+		[SMTP_CLIENT_PHASE_DATA_BLOCK] = 180, [SMTP_CLIENT_PHASE_DATA_END] = 600,
+		[SMTP_CLIENT_PHASE_QUIT] = 300,
+	};
+	unsigned t = ob_env_ms("RINGMTA_TEST_OUTBOUND_TIMEOUT_MS", 0);
+
+	for (size_t i = 0; i < sizeof g->_timeout_ms / sizeof g->_timeout_ms[0]; i++)
+		g->_timeout_ms[i] = t ? t : (i < sizeof secs / sizeof secs[0] && secs[i] ? secs[i] : 300) * 1000u;
+	g->_connect_ms = t ? t : 30000;
+	g->_idle_ms = ob_env_ms("RINGMTA_TEST_OUTBOUND_IDLE_MS", 2000);
+	g->_dtab = sched_dtab_new(&g->sched);
+	return g->_dtab ? RM_OK : RM_ENOMEM;
+}
+
+/* outbound_global_fini - free what init made */
+void outbound_global_fini(struct outbound_cfg *g)
+{
+	g->_dtab = sched_dtab_free(g->_dtab);
+}
+
+/* --- messages and routing ------------------------------------------------------- */
+
+/* ob_domain - the domain of a mailbox (after the last '@'), lower-cased
+ * into out; empty when none */
+static void ob_domain(struct slice addr, char *out, size_t cap)
+{
+	size_t at = addr.len, n = 0;
+	for (size_t i = 0; i < addr.len; i++)
+		if (addr.ptr[i] == '@')
+			at = i;
+	for (size_t i = at + 1; i < addr.len && n + 1 < cap; i++) {
+		char ch = addr.ptr[i];
+		out[n++] = (ch >= 'A' && ch <= 'Z') ? (char)(ch + 32) : ch;
+	}
+	out[n] = '\0';
+}
+
+/* ob_route - the destination of a recipient: key and hop (NULL for MX) */
+static const struct outbound_hop *ob_route(const struct outbound_cfg *g, struct slice addr, char *key,
+					   size_t cap)
+{
+	char dom[256];
+	ob_domain(addr, dom, sizeof dom);
+	for (size_t i = 0; i < g->nroutes; i++) {
+		if (strcmp(g->routes[i].domain, dom) == 0) {
+			snprintf(key, cap, "%s", g->routes[i].hop.text);
+			return &g->routes[i].hop;
+		}
+	}
+	if (g->smarthost != NULL) {
+		snprintf(key, cap, "%s", g->smarthost->text);
+		return g->smarthost;
+	}
+	snprintf(key, cap, "mx:%s", dom);
+	return NULL;
+}
+
+/* ob_ldest - this shard's destination for key, with its state */
+static struct sched_ldest *ob_ldest(struct ob *d, const char *key, const struct outbound_hop *hop)
+{
+	struct sched_ldest *ld = sched_ldest(d->s, slice_cstr(key));
+	if (ld != NULL && ld->user == NULL) {
+		struct ob_dest *od = calloc(1, sizeof *od);
+		if (od == NULL)
+			return NULL;
+		od->hop = hop;
+		od->next = d->dests;
+		d->dests = od;
+		ld->user = od;
+	}
+	return ld;
+}
+
+/* ob_msg_free - a message is finished or dropped */
+static void ob_msg_free(struct ob *d, struct ob_msg *m)
+{
+	if (m->prev)
+		m->prev->next = m->next;
+	else
+		d->msgs = m->next;
+	if (m->next)
+		m->next->prev = m->prev;
+	arena_free(&m->a);
+	free(m);
+	d->nmsgs--;
+	__atomic_store_n(&d->env.stats->queue_messages, d->nmsgs, __ATOMIC_RELAXED);
+}
+
+/* ob_queued - the store's hand-off: load the envelope, split it into jobs
+ * per destination (recovered recipients keep their state) */
+static void ob_queued(void *arg, const struct store_spool_ref *ref, const char *id, const struct spool_msg *rec)
+{
+	struct ob *d = arg;
+	struct ob_msg *m = calloc(1, sizeof *m);
+	char line[200];
+
+	if (m == NULL)
+		goto fail;
+	arena_init(&m->a, &rm_alloc_libc, 1 << 12, SPOOL_REC_MAX * 2ull);
+	snprintf(m->id, sizeof m->id, "%s", id);
+	m->ref = ref;
+	if (spool_msg_load(ref->sp, slice_cstr(m->id), &m->a, &m->env) != RM_OK) {
+		arena_free(&m->a);
+		free(m);
+		goto fail;
+	}
+	m->total = m->env.received.len + spool_env_body_len(&m->env);
+	m->sm.arrival_us = m->env.arrival_us;
+	m->sm.nrcpt = m->env.nrcpt;
+	uint32_t *todo = malloc(sizeof(uint32_t) * (m->env.nrcpt + 1u));
+	uint32_t *grp = malloc(sizeof(uint32_t) * (m->env.nrcpt + 1u));
+	uint32_t ntodo = 0;
+	if (todo == NULL || grp == NULL) {
+		free(todo);
+		free(grp);
+		arena_free(&m->a);
+		free(m);
+		goto fail;
+	}
+	for (uint32_t i = 0; i < m->env.nrcpt; i++)
+		if (rec == NULL || rec->rs[i].outcome == 0 || rec->rs[i].outcome == SPOOL_OUT_DEFERRED)
+			todo[ntodo++] = i;
+	m->sm.left = ntodo;
+	m->next = d->msgs;
+	if (d->msgs)
+		d->msgs->prev = m;
+	d->msgs = m;
+	d->nmsgs++;
+	__atomic_store_n(&d->env.stats->queue_messages, d->nmsgs, __ATOMIC_RELAXED);
+	/* Group recipients by destination: one job each. */
+	while (ntodo) {
+		char key[SCHED_KEY_MAX], k2[SCHED_KEY_MAX];
+		const struct outbound_hop *hop = ob_route(d->g, m->env.rcpt[todo[0]].addr, key, sizeof key);
+		uint32_t n = 0, rest = 0, attempts = 0;
+		uint64_t due = 0;
+		for (uint32_t i = 0; i < ntodo; i++) {
+			(void)ob_route(d->g, m->env.rcpt[todo[i]].addr, k2, sizeof k2);
+			if (strcmp(key, k2) == 0) {
+				grp[n++] = todo[i];
+				if (rec != NULL) {
+					if (rec->rs[todo[i]].attempts > attempts)
+						attempts = rec->rs[todo[i]].attempts;
+					if (rec->rs[todo[i]].next_attempt_us > due)
+						due = rec->rs[todo[i]].next_attempt_us;
+				}
+			} else {
+				todo[rest++] = todo[i];
+			}
+		}
+		ntodo = rest;
+		struct sched_ldest *ld = ob_ldest(d, key, hop);
+		if (ld == NULL || sched_job_add(d->s, &m->sm, ld, grp, n, due, attempts) != RM_OK) {
+			/* Out of memory: these recipients wait for the next start. */
+			m->sm.left -= n;
+			evlog_msg("error", "delivery", "out of memory queueing a message");
+		}
+	}
+	free(todo);
+	free(grp);
+	if (m->sm.jobs == 0)
+		ob_msg_free(d, m);
+	return;
+fail:
+	snprintf(line, sizeof line, "message %s cannot be loaded for delivery; it waits for a restart", id);
+	evlog_msg("error", "delivery", line);
+}
+
+/* --- outcomes ------------------------------------------------------------------- */
+
+/* ob_hist - count a delivery latency (ms) in the shard's histogram */
+static void ob_hist(struct ob *d, uint64_t ms)
+{
+	unsigned b = 0;
+	uint64_t le = 10;
+	while (b < NET_DELIVER_BUCKETS - 1 && ms > le) {
+		b++;
+		le *= 2;
+	}
+	OB_STAT_ADD(d, deliver_hist[b], 1);
+}
+
+/* ob_log - one line per recipient per attempt */
+static void ob_log(const struct ob_msg *m, uint32_t r, const char *hop, const char *reply, uint64_t delay_ms,
+		   const char *outcome, uint64_t next_us)
+{
+	char to[512];
+	uint64_t now = ob_wall_us();
+	const struct slice a = m->env.rcpt[r].addr;
+	snprintf(to, sizeof to, "%.*s", (int)a.len, a.ptr);
+	evlog_delivery(m->id, to, hop, outcome, delay_ms, reply, next_us > now ? (next_us - now + 999999) / 1000000 : 0);
+}
+
+/* ob_job_done - an attempt of job j is over: res[i] for j->rcpt[i]
+ * (code 0: no reply, deferred with why); journal, log, count */
+static void ob_job_done(struct ob *d, struct sched_job *j, struct ob_msg *m, const struct ob_res *res,
+			const char *why)
+{
+	uint32_t n = j->nrcpt, attempts = j->attempts + 1;
+	size_t one = sizeof(enum sched_rstate) + sizeof(uint32_t) + sizeof(const char *);
+	char *mem = malloc(one * (n ? n : 1));
+	if (mem == NULL) {
+		/* Nothing is journalled: the recipients are tried again after a
+		 * restart; keep the job out of the way. */
+		sched_job_drop(d->s, j);
+		evlog_msg("error", "delivery", "out of memory recording an outcome");
+		return;
+	}
+	const char **text = (const char **)(void *)mem;
+	enum sched_rstate *st = (enum sched_rstate *)(void *)(mem + sizeof(const char *) * n);
+	uint32_t *rcpt = (uint32_t *)(void *)(mem + (sizeof(const char *) + sizeof(enum sched_rstate)) * n);
+	uint64_t now = ob_wall_us(), next = 0;
+	uint64_t delay = now > m->env.arrival_us ? (now - m->env.arrival_us) / 1000 : 0;
+	const char *hop = j->ld->dest->key;
+
+	for (uint32_t i = 0; i < n; i++) {
+		unsigned code = res ? res[i].code : 0;
+		rcpt[i] = j->rcpt[i];
+		text[i] = code ? res[i].text : why;
+		st[i] = code >= 200 && code < 300 ? SCHED_R_DELIVERED
+			: code >= 500 && code < 600 ? SCHED_R_BOUNCED
+						    : SCHED_R_DEFERRED;
+	}
+	bool gone = sched_job_result(d->s, j, st, now, &next);
+	(void)gone;
+	for (uint32_t i = 0; i < n; i++) {
+		struct spool_jrec jr = { .id = slice_cstr(m->id), .rcpt = rcpt[i], .attempts = attempts,
+					 .reply = slice_cstr(text[i]) };
+		const char *outcome;
+		switch (st[i]) {
+		case SCHED_R_DELIVERED:
+			jr.outcome = SPOOL_OUT_DELIVERED;
+			outcome = "delivered";
+			OB_STAT_ADD(d, delivered, 1);
+			ob_hist(d, delay);
+			break;
+		case SCHED_R_BOUNCED:
+			jr.outcome = SPOOL_OUT_BOUNCED;
+			outcome = "bounced";
+			OB_STAT_ADD(d, bounced, 1);
+			break;
+		case SCHED_R_EXPIRED:
+			jr.outcome = SPOOL_OUT_EXPIRED;
+			outcome = "expired";
+			OB_STAT_ADD(d, bounced, 1);
+			break;
+		default:
+			jr.outcome = SPOOL_OUT_DEFERRED;
+			jr.next_attempt_us = next;
+			outcome = "deferred";
+			OB_STAT_ADD(d, deferred, 1);
+			break;
+		}
+		if (spool_journal(m->ref->sp, &jr) != RM_OK)
+			evlog_msg("warn", "delivery", "journal record not written: the recipient may be tried again");
+		ob_log(m, rcpt[i], hop, text[i], delay, outcome, jr.next_attempt_us);
+	}
+	m->ref->drain(m->ref->ctx);
+	free(mem);
+	if (m->sm.jobs == 0)
+		ob_msg_free(d, m);
+}
+
+/* ob_job_fail_all - finish a job without a connection: every recipient
+ * gets code and text */
+static void ob_job_fail_all(struct ob *d, struct sched_job *j, unsigned code, const char *text)
+{
+	struct ob_res *res = calloc(j->nrcpt, sizeof *res);
+	struct ob_msg *m = (struct ob_msg *)(void *)j->msg;
+	if (res != NULL)
+		for (uint32_t i = 0; i < j->nrcpt; i++) {
+			res[i].code = code;
+			snprintf(res[i].text, sizeof res[i].text, "%s", text);
+		}
+	ob_job_done(d, j, m, res, text);
+	free(res);
+}
+
+/* --- connections -------------------------------------------------------------- */
+
+/* ob_sqe - an SQE for op on c, counted in flight */
+static struct io_uring_sqe *ob_sqe(struct ob *d, struct ob_conn *c, unsigned op)
+{
+	struct io_uring_sqe *sqe = ring_sqe(d->env.ring);
+	io_uring_sqe_set_data64(sqe, ob_ud(d, c, op));
+	c->inflight++;
+	d->pending++;
+	return sqe;
+}
+
+/* ob_deadline - the timeout of what c waits for now */
+static void ob_deadline(struct ob *d, struct ob_conn *c)
+{
+	enum smtp_client_phase p = smtp_client_phase(&c->cl);
+	c->deadline = d->now + d->g->_timeout_ms[p < 16 ? p : 0];
+}
+
+/* ob_conn_new - a slot for a connection to od; NULL when none is free */
+static struct ob_conn *ob_conn_new(struct ob *d, struct sched_ldest *ld)
+{
+	if (d->free_head == UINT32_MAX)
+		return NULL;
+	uint32_t slot = d->free_head;
+	struct ob_conn *c = d->conns[slot];
+	if (c == NULL) {
+		c = calloc(1, sizeof *c);
+		if (c == NULL)
+			return NULL;
+		d->conns[slot] = c;
+	}
+	d->free_head = d->free_next[slot];
+	uint32_t gen = c->gen;
+	char *rbuf = c->rbuf;
+	memset(c, 0, offsetof(struct ob_conn, outmem));
+	c->gen = gen;
+	c->slot = slot;
+	c->rbuf = rbuf;
+	c->fd = -1;
+	c->ld = ld;
+	c->od = ld->user;
+	buf_init(&c->out, c->outmem, sizeof c->outmem);
+	c->in_len = c->in_pos = 0;
+	c->job = NULL;
+	c->m = NULL;
+	c->rc = NULL;
+	c->res = NULL;
+	c->body = B_NONE;
+	c->sn = c->si = 0;
+	__atomic_store_n(&d->env.stats->outbound_open, d->env.stats->outbound_open + 1, __ATOMIC_RELAXED);
+	return c;
+}
+
+/* ob_connect - a socket and a connect to the current address, with a
+ * linked timeout */
+static void ob_connect(struct ob *d, struct ob_conn *c)
+{
+	const struct outbound_hop *hop = c->od->hop;
+	const struct sockaddr_storage *sa = &hop->addr[c->addr_i];
+
+	c->fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (c->fd < 0) {
+		ob_conn_end(d, c, "451 4.4.0 cannot create a socket", 451);
+		return;
+	}
+	c->state = OC_CONNECTING;
+	struct io_uring_sqe *sqe = ob_sqe(d, c, O_CONNECT);
+	io_uring_prep_connect(sqe, c->fd, (const struct sockaddr *)sa, hop->addrlen[c->addr_i]);
+	sqe->flags |= IOSQE_IO_LINK;
+	static __thread struct __kernel_timespec ts;
+	ts.tv_sec = d->g->_connect_ms / 1000;
+	ts.tv_nsec = (long long)(d->g->_connect_ms % 1000) * 1000000;
+	sqe = ob_sqe(d, c, O_LTIMEOUT);
+	io_uring_prep_link_timeout(sqe, &ts, 0);
+}
+
+/* ob_conn_start - open a new connection to ld carrying job j */
+static bool ob_conn_start(struct ob *d, struct sched_ldest *ld, struct sched_job *j)
+{
+	struct ob_conn *c = ob_conn_new(d, ld);
+	if (c == NULL)
+		return false;
+	c->job = j;
+	c->m = (struct ob_msg *)(void *)j->msg;
+	ob_connect(d, c);
+	return true;
+}
+
+/* ob_send - send v[0..n) (copied), then continue where c's state says */
+static void ob_send(struct ob *d, struct ob_conn *c, const struct iovec *v, int n)
+{
+	memcpy(c->siov, v, sizeof *v * (size_t)n);
+	c->sn = n;
+	c->si = 0;
+	c->sending = true;
+	struct io_uring_sqe *sqe = ob_sqe(d, c, O_SEND);
+	c->mh = (struct msghdr){ .msg_iov = c->siov, .msg_iovlen = (size_t)n };
+	io_uring_prep_sendmsg(sqe, c->fd, &c->mh, MSG_NOSIGNAL);
+}
+
+/* ob_send_out - send the command buffer */
+static void ob_send_out(struct ob *d, struct ob_conn *c)
+{
+	struct iovec v = { c->out.ptr, c->out.len };
+	ob_send(d, c, &v, 1);
+}
+
+/* ob_recv - read more of the server's replies */
+static void ob_recv(struct ob *d, struct ob_conn *c)
+{
+	if (c->recv_armed || c->state != OC_OPEN || c->shut)
+		return;
+	if (c->in_pos == c->in_len)
+		c->in_pos = c->in_len = 0;
+	if (c->in_len == sizeof c->in) {
+		memmove(c->in, c->in + c->in_pos, c->in_len - c->in_pos);
+		c->in_len -= c->in_pos;
+		c->in_pos = 0;
+	}
+	struct io_uring_sqe *sqe = ob_sqe(d, c, O_RECV);
+	io_uring_prep_recv(sqe, c->fd, c->in + c->in_len, sizeof c->in - c->in_len, 0);
+	c->recv_armed = true;
+}
+
+/* ob_idle_off - take c off its destination's idle list */
+static void ob_idle_off(struct ob_conn *c)
+{
+	if (!c->idle)
+		return;
+	for (struct ob_conn **p = &c->od->idle; *p; p = &(*p)->idle_next)
+		if (*p == c) {
+			*p = c->idle_next;
+			break;
+		}
+	c->idle = false;
+	c->idle_next = NULL;
+}
+
+/* ob_txn_clear - forget the transaction's arrays */
+static void ob_txn_clear(struct ob_conn *c)
+{
+	free(c->rc);
+	free(c->res);
+	c->rc = NULL;
+	c->res = NULL;
+	c->job = NULL;
+	c->started = false;
+	c->m = NULL;
+	c->body = B_NONE;
+}
+
+/* ob_conn_end - the connection is over: the job in hand (if any) is
+ * deferred with why (or retried on the next address when the hop never
+ * answered), the slot closes */
+static void ob_conn_end(struct ob *d, struct ob_conn *c, const char *why, unsigned code)
+{
+	bool moved = false;
+
+	if (c->state == OC_CLOSING || c->state == OC_FREE)
+		return;
+	ob_idle_off(c);
+	if (c->job != NULL && !d->stopped && !c->ever_ready && c->od->hop != NULL &&
+	    c->addr_i + 1 < c->od->hop->naddr) {
+		/* RFC 5321 §5.1: on a connection failure or a 4xx greeting try
+		 * the next address; the new slot keeps this one's place in the
+		 * destination's limit. */
+		struct ob_conn *n = ob_conn_new(d, c->ld);
+		if (n != NULL) {
+			n->job = c->job;
+			n->m = c->m;
+			n->addr_i = c->addr_i + 1;
+			c->job = NULL;
+			moved = true;
+			ob_connect(d, n);
+		}
+	}
+	if (c->job != NULL && !d->stopped)
+		ob_job_done(d, c->job, c->m, c->res, why);
+	if (!moved && !d->stopped && (code == 421 || !c->ever_ready))
+		sched_dest_backoff(c->ld->dest, ob_wall_us());
+	ob_txn_clear(c);
+	c->state = OC_CLOSING;
+	if (c->fd >= 0) {
+		(void)shutdown(c->fd, SHUT_RDWR);
+		struct io_uring_sqe *sqe = ob_sqe(d, c, O_CLOSE);
+		io_uring_prep_close(sqe, c->fd);
+		c->fd = -1;
+	}
+	if (!moved)
+		sched_dest_put(c->ld->dest);
+}
+
+/* ob_conn_free - a closing slot with nothing in flight goes back */
+static void ob_conn_maybe_free(struct ob *d, struct ob_conn *c, uint32_t slot)
+{
+	if (c->state != OC_CLOSING || c->inflight)
+		return;
+	c->state = OC_FREE;
+	c->gen = (c->gen + 1) & 0xfffu;
+	d->free_next[slot] = d->free_head;
+	d->free_head = slot;
+	__atomic_store_n(&d->env.stats->outbound_open, d->env.stats->outbound_open - 1, __ATOMIC_RELAXED);
+}
+
+/* ob_reply_text - "CODE TEXT" of a reply's first line into out */
+static void ob_reply_text(const struct smtp_reply *r, char *out, size_t cap)
+{
+	if (r == NULL) {
+		snprintf(out, cap, "no reply");
+		return;
+	}
+	struct slice l = r->nlines ? r->line[0] : slice_make("", 0);
+	size_t n = l.len < cap - 8 ? l.len : cap - 8;
+	int k = snprintf(out, cap, "%u ", r->code);
+	for (size_t i = 0; i < n; i++)
+		out[k + (int)i] = (l.ptr[i] >= 32 && l.ptr[i] < 127 && l.ptr[i] != '"') ? l.ptr[i] : ' ';
+	out[k + (int)n] = '\0';
+}
+
+/* ob_txn_begin - start job j on the ready connection c; false when the
+ * job was settled without sending (too big, SMTPUTF8) */
+static bool ob_txn_begin(struct ob *d, struct ob_conn *c, struct sched_job *j)
+{
+	struct ob_msg *m = (struct ob_msg *)(void *)j->msg;
+	const struct smtp_client_caps *caps = smtp_client_caps(&c->cl);
+
+	if (caps->size && caps->size_max && m->total > caps->size_max) {
+		ob_job_fail_all(d, j, 552, "552 5.3.4 message too big for the next hop");
+		return false;
+	}
+	if (m->env.smtputf8 && !caps->smtputf8) {
+		ob_job_fail_all(d, j, 550, "550 5.6.7 next hop does not support SMTPUTF8");
+		return false;
+	}
+	c->job = j;
+	c->m = m;
+	c->rc = calloc(j->nrcpt, sizeof *c->rc);
+	c->res = calloc(j->nrcpt, sizeof *c->res);
+	if (c->rc == NULL || c->res == NULL) {
+		ob_job_done(d, j, m, NULL, "451 4.3.0 out of memory");
+		ob_txn_clear(c);
+		return false;
+	}
+	for (uint32_t i = 0; i < j->nrcpt; i++) {
+		const struct spool_rcpt *r = &m->env.rcpt[j->rcpt[i]];
+		c->rc[i] = (struct smtp_client_rcpt){ r->addr, r->notify, r->orcpt };
+	}
+	c->cm = (struct smtp_client_msg){
+		.from = m->env.sender, .rcpt = c->rc, .nrcpt = j->nrcpt, .size = m->total,
+		.body = (enum smtp_body)m->env.body, .smtputf8 = m->env.smtputf8,
+		.ret = (enum smtp_ret)m->env.ret, .envid = m->env.envid,
+	};
+	if (smtp_client_send(&c->cl, &c->cm) != RM_OK) {
+		ob_job_done(d, j, m, NULL, "451 4.3.0 client engine refused the message");
+		ob_txn_clear(c);
+		return false;
+	}
+	c->boff = 0;
+	c->rpos = c->rlen = 0;
+	c->body = B_NONE;
+	c->started = true;
+	return true;
+}
+
+/* ob_next_job - give the ready connection c its next job, QUIT, or park
+ * it idle; false when it went idle */
+static void ob_next(struct ob *d, struct ob_conn *c)
+{
+	const struct sched_cfg *sc = sched_cfg_of(d->s);
+	while (!d->stopped && c->msgs < sc->max_msgs_per_conn) {
+		struct sched_job *j = sched_take(d->s, c->ld);
+		if (j == NULL)
+			break;
+		c->msgs++;
+		if (ob_txn_begin(d, c, j))
+			return;
+	}
+	if (d->stopped || c->msgs >= sc->max_msgs_per_conn) {
+		if (smtp_client_quit(&c->cl) != RM_OK)
+			ob_conn_end(d, c, "quit", 0);
+		return;
+	}
+	/* idle: kept for the next message to this destination */
+	c->idle = true;
+	c->idle_next = c->od->idle;
+	c->od->idle = c;
+}
+
+/* ob_pump - feed the engine and act on its events until it waits */
+static void ob_pump(struct ob *d, struct ob_conn *c)
+{
+	while (c->state == OC_OPEN && !c->sending && c->body == B_NONE) {
+		size_t used = 0;
+		enum smtp_client_ev ev = smtp_client_feed(&c->cl, c->in + c->in_pos, c->in_len - c->in_pos, &used,
+							  &c->out);
+		c->in_pos += used;
+		switch (ev) {
+		case SMTP_CL_NONE:
+			if (c->out.len) {
+				ob_send_out(d, c);
+				return;
+			}
+			if (c->idle)
+				c->deadline = d->now + d->g->_idle_ms;
+			else
+				ob_deadline(d, c);
+			ob_recv(d, c);
+			return;
+		case SMTP_CL_FLUSH:
+			ob_send_out(d, c);
+			return;
+		case SMTP_CL_READY:
+			c->ever_ready = true;
+			if (c->job != NULL && !c->started) {
+				/* the job this connection was opened for */
+				struct sched_job *j = c->job;
+				c->job = NULL;
+				c->msgs++;
+				if (ob_txn_begin(d, c, j))
+					break;
+			} else if (c->job != NULL) {
+				struct sched_job *j = c->job;
+				struct ob_msg *m = c->m;
+				struct ob_res *res = c->res;
+				c->res = NULL;
+				ob_txn_clear(c);
+				ob_job_done(d, j, m, res, "451 4.4.2 no reply");
+				free(res);
+			}
+			ob_next(d, c);
+			break;
+		case SMTP_CL_RCPT: {
+			size_t i = smtp_client_rcpt_index(&c->cl);
+			const struct smtp_reply *r = smtp_client_reply(&c->cl);
+			if (c->res && c->job && i < c->job->nrcpt && r && r->code >= 400) {
+				c->res[i].code = r->code;
+				ob_reply_text(r, c->res[i].text, sizeof c->res[i].text);
+			}
+			break;
+		}
+		case SMTP_CL_RESULT: {
+			const struct smtp_reply *r = smtp_client_reply(&c->cl);
+			for (uint32_t i = 0; c->res && c->job && i < c->job->nrcpt; i++) {
+				if (c->res[i].code == 0 && r != NULL) {
+					c->res[i].code = r->code;
+					ob_reply_text(r, c->res[i].text, sizeof c->res[i].text);
+				}
+			}
+			c->body = B_NONE;
+			break;
+		}
+		case SMTP_CL_BODY:
+			if (smtp_client_bdat_mode(&c->cl)) {
+				if (smtp_client_bdat(&c->cl, &c->out, c->m->total, true) != RM_OK) {
+					ob_conn_end(d, c, "451 4.3.0 BDAT could not be started", 0);
+					return;
+				}
+			} else {
+				smtp_stuff_init(&c->stuff);
+			}
+			c->body = B_BODY;
+			c->boff = 0;
+			c->rpos = c->rlen = 0;
+			if (c->out.len) {
+				ob_send_out(d, c);
+				return;
+			}
+			ob_body_next(d, c);
+			return;
+		case SMTP_CL_STARTTLS:
+			ob_conn_end(d, c, "451 4.7.5 STARTTLS is not available yet", 0);
+			return;
+		case SMTP_CL_CLOSE: {
+			char why[OB_TEXT];
+			const struct smtp_reply *r = smtp_client_reply(&c->cl);
+			enum smtp_client_fail f = smtp_client_fail(&c->cl);
+			if (r != NULL)
+				ob_reply_text(r, why, sizeof why);
+			else
+				snprintf(why, sizeof why, "451 4.4.2 session ended: %s", smtp_client_fail_name(f));
+			if (f == SMTP_CLIENT_FAIL_GREETING && r != NULL && r->code >= 400 && r->code < 500)
+				c->ever_ready = false; /* try the next address */
+			if (c->out.len) {
+				/* a QUIT: send it and close after; nothing is
+				 * waited for */
+				(void)send(c->fd, c->out.ptr, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+				c->out.len = 0;
+			}
+			ob_conn_end(d, c, why, r ? r->code : 0);
+			return;
+		}
+		}
+	}
+}
+
+/* ob_extent - the file position of message byte off (off past the
+ * Received: header): fd, file offset and bytes left in that extent */
+static bool ob_extent(struct ob_msg *m, uint64_t off, int *fd, uint64_t *at, uint64_t *left)
+{
+	for (uint32_t i = 0; i < m->env.next; i++) {
+		const struct spool_extent *x = &m->env.ext[i];
+		if (off >= x->len) {
+			off -= x->len;
+			continue;
+		}
+		*fd = spool_extent_fd(m->ref->sp, x->seg);
+		*at = x->off + off;
+		*left = x->len - off;
+		return *fd >= 0;
+	}
+	return false;
+}
+
+/* ob_body_piece - send p[0..n) of the message (dot-stuffed for DATA);
+ * returns the bytes of p the send covers */
+static size_t ob_body_piece(struct ob *d, struct ob_conn *c, const char *p, size_t n)
+{
+	struct iovec v[OB_IOV];
+	size_t ns = 0, used = n;
+
+	if (smtp_client_bdat_mode(&c->cl)) {
+		v[0] = (struct iovec){ (void *)(uintptr_t)p, n };
+		ns = 1;
+	} else {
+		used = smtp_stuff_feed(&c->stuff, p, n, c->sl, OB_IOV, &ns);
+		for (size_t i = 0; i < ns; i++)
+			v[i] = (struct iovec){ (void *)(uintptr_t)c->sl[i].ptr, c->sl[i].len };
+	}
+	c->boff += used;
+	ob_send(d, c, v, (int)ns);
+	return used;
+}
+
+/* ob_body_next - the next piece of the message, or its end */
+static void ob_body_next(struct ob *d, struct ob_conn *c)
+{
+	struct ob_msg *m = c->m;
+	uint64_t hl = m->env.received.len;
+
+	if (c->rpos < c->rlen) {
+		c->rpos += ob_body_piece(d, c, c->rbuf + c->rpos, c->rlen - c->rpos);
+		return;
+	}
+	if (c->boff < hl) {
+		(void)ob_body_piece(d, c, m->env.received.ptr + c->boff, (size_t)(hl - c->boff));
+		return;
+	}
+	if (c->boff < m->total) {
+		int fd;
+		uint64_t at, left;
+		if (c->rbuf == NULL && (c->rbuf = malloc(OB_RBUF)) == NULL) {
+			ob_conn_end(d, c, "451 4.3.0 out of memory", 0);
+			return;
+		}
+		if (!ob_extent(m, c->boff - hl, &fd, &at, &left)) {
+			ob_conn_end(d, c, "451 4.3.0 the spool cannot be read", 0);
+			return;
+		}
+		struct io_uring_sqe *sqe = ob_sqe(d, c, O_READ);
+		io_uring_prep_read(sqe, fd, c->rbuf, (unsigned)(left < OB_RBUF ? left : OB_RBUF), at);
+		return;
+	}
+	if (!smtp_client_bdat_mode(&c->cl)) {
+		struct slice t = smtp_stuff_end(&c->stuff);
+		if (smtp_client_body_sent(&c->cl) != RM_OK) {
+			ob_conn_end(d, c, "451 4.3.0 body out of step", 0);
+			return;
+		}
+		c->body = B_DONE;
+		struct iovec v = { (void *)(uintptr_t)t.ptr, t.len };
+		ob_send(d, c, &v, 1);
+		return;
+	}
+	c->body = B_NONE;
+	ob_pump(d, c);
+}
+
+/* ob_after_send - a send finished: go on with the body or the engine */
+static void ob_after_send(struct ob *d, struct ob_conn *c)
+{
+	if (c->body == B_BODY) {
+		c->out.len = 0;
+		if (c->rpos >= c->rlen)
+			c->rpos = c->rlen = 0;
+		ob_body_next(d, c);
+		return;
+	}
+	if (c->body == B_DONE) {
+		c->body = B_NONE;
+		c->out.len = 0;
+		ob_pump(d, c);
+		return;
+	}
+	c->out.len = 0;
+	ob_pump(d, c);
+}
+
+/* --- the shard hooks ---------------------------------------------------------- */
+
+/* ob_create - a shard's delivery module */
+static void *ob_create(void *global, const struct net_deliver_env *env)
+{
+	struct ob *d = calloc(1, sizeof *d);
+	if (d == NULL)
+		return NULL;
+	d->g = global;
+	d->env = *env;
+	d->s = sched_new(&d->g->sched, d->g->_dtab);
+	d->nconns = OB_SLOTS;
+	d->conns = calloc(d->nconns, sizeof *d->conns);
+	d->free_next = calloc(d->nconns, sizeof *d->free_next);
+	if (d->s == NULL || d->conns == NULL || d->free_next == NULL) {
+		sched_free(d->s);
+		free(d->conns);
+		free(d->free_next);
+		free(d);
+		return NULL;
+	}
+	for (uint32_t i = 0; i < d->nconns; i++)
+		d->free_next[i] = i + 1 < d->nconns ? i + 1 : UINT32_MAX;
+	d->free_head = 0;
+	return d;
+}
+
+/* ob_destroy - free everything; the ring is about to go */
+static void ob_destroy(void *arg)
+{
+	struct ob *d = arg;
+	if (d == NULL)
+		return;
+	for (uint32_t i = 0; i < d->nconns; i++) {
+		struct ob_conn *c = d->conns[i];
+		if (c == NULL)
+			continue;
+		if (c->fd >= 0)
+			close(c->fd);
+		free(c->rc);
+		free(c->res);
+		free(c->rbuf);
+		free(c);
+	}
+	while (d->msgs)
+		ob_msg_free(d, d->msgs);
+	for (struct ob_dest *od = d->dests, *n; od != NULL; od = n) {
+		n = od->next;
+		free(od);
+	}
+	d->s = sched_free(d->s);
+	free(d->conns);
+	free(d->free_next);
+	free(d);
+}
+
+/* ob_complete - a completion of one of our operations */
+static void ob_complete(void *arg, uint32_t tag, int res, uint32_t flags)
+{
+	struct ob *d = arg;
+	unsigned op = (tag >> 28) & 0xfu;
+	uint32_t gen = (tag >> 16) & 0xfffu, slot = tag & 0xffffu;
+	(void)flags;
+
+	d->pending--;
+	if (slot >= d->nconns || d->conns[slot] == NULL || d->conns[slot]->gen != gen)
+		return;
+	struct ob_conn *c = d->conns[slot];
+	c->inflight--;
+	switch (op) {
+	case O_LTIMEOUT:
+		break;
+	case O_CONNECT:
+		if (c->state != OC_CONNECTING)
+			break;
+		if (res < 0) {
+			char why[OB_TEXT];
+			snprintf(why, sizeof why, "451 4.4.1 connect to %.160s failed: %s", c->ld->dest->key,
+				 res == -ECANCELED ? "timed out" : strerror(-res));
+			ob_conn_end(d, c, why, 0);
+			break;
+		}
+		c->state = OC_OPEN;
+		struct smtp_client_cfg cc = { .helo_name = slice_cstr(d->g->helo), .tls = SMTP_CLIENT_TLS_NONE };
+		smtp_client_init(&c->cl, &cc);
+		ob_pump(d, c);
+		break;
+	case O_RECV:
+		c->recv_armed = false;
+		if (c->state != OC_OPEN)
+			break;
+		if (res <= 0) {
+			ob_conn_end(d, c, res == 0 ? "451 4.4.2 connection closed by the next hop"
+						   : "451 4.4.2 connection lost", 0);
+			break;
+		}
+		c->in_len += (size_t)res;
+		if (c->idle) {
+			/* an idle connection that hears something: the server is going */
+			ob_conn_end(d, c, "idle connection closed", 0);
+			break;
+		}
+		ob_pump(d, c);
+		break;
+	case O_SEND:
+		if (c->state != OC_OPEN)
+			break;
+		if (res < 0) {
+			c->sending = false;
+			ob_conn_end(d, c, "451 4.4.2 connection lost while sending", 0);
+			break;
+		}
+		{
+			size_t left = (size_t)res;
+			while (c->si < c->sn && left >= c->siov[c->si].iov_len)
+				left -= c->siov[c->si++].iov_len;
+			if (c->si < c->sn) {
+				c->siov[c->si].iov_base = (char *)c->siov[c->si].iov_base + left;
+				c->siov[c->si].iov_len -= left;
+				struct iovec rest[OB_IOV];
+				int n = c->sn - c->si;
+				memcpy(rest, &c->siov[c->si], sizeof *rest * (size_t)n);
+				ob_send(d, c, rest, n);
+				break;
+			}
+		}
+		c->sending = false;
+		ob_deadline(d, c);
+		ob_after_send(d, c);
+		break;
+	case O_READ:
+		if (c->state != OC_OPEN)
+			break;
+		if (res <= 0) {
+			ob_conn_end(d, c, "451 4.3.0 the spool cannot be read", 0);
+			break;
+		}
+		c->rlen = (size_t)res;
+		c->rpos = ob_body_piece(d, c, c->rbuf, c->rlen);
+		break;
+	case O_CLOSE:
+		break;
+	default:
+		break;
+	}
+	ob_conn_maybe_free(d, c, slot);
+}
+
+/* ob_timeouts - connections past their deadline */
+static void ob_timeouts(struct ob *d)
+{
+	for (uint32_t i = 0; i < d->nconns; i++) {
+		struct ob_conn *c = d->conns[i];
+		if (c == NULL || c->state != OC_OPEN || c->deadline == 0 || c->deadline > d->now)
+			continue;
+		if (c->idle) {
+			ob_idle_off(c);
+			c->deadline = 0;
+			if (smtp_client_quit(&c->cl) == RM_OK)
+				ob_pump(d, c);
+			else
+				ob_conn_end(d, c, "idle", 0);
+			continue;
+		}
+		char why[OB_TEXT];
+		snprintf(why, sizeof why, "451 4.4.2 timeout waiting for %s",
+			 smtp_client_phase_name(smtp_client_phase(&c->cl)));
+		ob_conn_end(d, c, why, 0);
+	}
+}
+
+/* ob_turn - the loop boundary: due retries, then start what can start */
+static void ob_turn(void *arg, int64_t now_ms)
+{
+	struct ob *d = arg;
+	uint64_t now = ob_wall_us();
+
+	d->now = now_ms;
+	if (d->stopped)
+		return;
+	ob_timeouts(d);
+	sched_tick(d->s, now);
+	for (struct sched_ldest *ld = sched_work(d->s); ld != NULL; ld = sched_work_next(d->s, ld)) {
+		struct ob_dest *od = ld->user;
+		while (ld->ready) {
+			if (od->hop == NULL || d->g->tls_required) {
+				struct sched_job *j = sched_take(d->s, ld);
+				if (od->hop == NULL)
+					ob_job_fail_all(d, j, 451, "451 4.4.3 DNS not available");
+				else
+					ob_job_fail_all(d, j, 451, "451 4.7.5 STARTTLS required but not available yet");
+				continue;
+			}
+			if (od->idle != NULL) {
+				struct ob_conn *c = od->idle;
+				ob_idle_off(c);
+				ob_next(d, c);
+				ob_pump(d, c);
+				continue;
+			}
+			if (!sched_dest_take(ld->dest, now))
+				break;
+			struct sched_job *j = sched_take(d->s, ld);
+			if (!ob_conn_start(d, ld, j)) {
+				sched_dest_put(ld->dest);
+				/* no slot: deferred like a failed connection */
+				ob_job_done(d, j, (struct ob_msg *)(void *)j->msg, NULL,
+					    "451 4.3.0 no outbound connection slot");
+				break;
+			}
+		}
+	}
+}
+
+/* ob_stop - the server stops: close every connection, journal nothing */
+static void ob_stop(void *arg)
+{
+	struct ob *d = arg;
+	d->stopped = true;
+	for (uint32_t i = 0; i < d->nconns; i++) {
+		struct ob_conn *c = d->conns[i];
+		if (c != NULL && (c->state == OC_OPEN || c->state == OC_CONNECTING)) {
+			if (c->job != NULL) {
+				sched_job_drop(d->s, c->job);
+				c->job = NULL;
+			}
+			ob_conn_end(d, c, "shutdown", 0);
+		}
+	}
+}
+
+/* ob_pending - operations in the kernel */
+static unsigned ob_pending(void *arg)
+{
+	const struct ob *d = arg;
+	return d->pending;
+}
+
+const struct net_deliver_ops outbound_ops = {
+	.create = ob_create,
+	.destroy = ob_destroy,
+	.complete = ob_complete,
+	.turn = ob_turn,
+	.stop = ob_stop,
+	.pending = ob_pending,
+	.queued = ob_queued,
+};

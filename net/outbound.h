@@ -1,0 +1,83 @@
+/* outbound.h - delivery: each shard's scheduler and outbound SMTP
+ * connections on the shard's ring (net/outbound.c).
+ *
+ * One delivery module per shard (the shard's hooks, struct
+ * net_deliver_ops): the store hands it every durable message and every
+ * unfinished one recovered at start; the message is split per next hop
+ * (--route for the recipient's domain, else --smarthost, else MX through
+ * DNS) into scheduler jobs (queue/sched.h); each loop turn the module
+ * starts due jobs on idle or new connections within the destination's
+ * process-wide limit, drives core/smtp_client.h on them and journals every
+ * recipient's outcome in the spool.
+ *
+ * Placement between shards: a shard delivers what it received. Inbound
+ * sessions are spread over the shards by SO_REUSEPORT, so a hot smarthost
+ * gets connections from every shard, each taking slots from the one shared
+ * atomic count of that destination: the limit holds process-wide and no
+ * shard sits idle while another has work, as long as mail arrives on all of
+ * them. (Handing work to another shard through queue/mailbox.h, for a shard
+ * that receives much more than the others, is not done yet.)
+ *
+ * Test-only environment variables (not part of the contract): 
+ * RINGMTA_TEST_OUTBOUND_TIMEOUT_MS replaces every RFC 5321 §4.5.3.2 reply
+ * timeout and the connect timeout; RINGMTA_TEST_OUTBOUND_IDLE_MS sets how
+ * long an idle connection is kept for the next message (default 2000).
+ */
+#ifndef RINGMTA_NET_OUTBOUND_H
+#define RINGMTA_NET_OUTBOUND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "core/err.h"
+#include "net/shard.h"
+#include "queue/sched.h"
+
+#define OUTBOUND_ADDRS_MAX 8
+
+/* A next hop with its addresses, resolved once at start-up. */
+struct outbound_hop {
+	char text[SCHED_KEY_MAX];  /* HOST:PORT, the destination key */
+	struct sockaddr_storage addr[OUTBOUND_ADDRS_MAX];
+	socklen_t addrlen[OUTBOUND_ADDRS_MAX];
+	size_t naddr;
+};
+
+struct outbound_route {
+	char domain[256];          /* lower case */
+	struct outbound_hop hop;
+};
+
+struct outbound_cfg {
+	const char *helo;          /* our host name */
+	const struct outbound_route *routes;
+	size_t nroutes;
+	const struct outbound_hop *smarthost; /* or NULL */
+	uint16_t mx_port;
+	bool tls_required;         /* --outbound-tls required or verify */
+	struct sched_cfg sched;
+	/* Filled by outbound_global_init: */
+	struct sched_dtab *_dtab;
+	unsigned _timeout_ms[16];  /* per enum smtp_client_phase */
+	unsigned _connect_ms;
+	unsigned _idle_ms;
+};
+
+/* outbound_hop_resolve - host:port into hop (getaddrinfo, blocking: only
+ * at start-up); RM_EINVAL with one line in err when it does not resolve */
+RM_MUST_USE int outbound_hop_resolve(const char *host, uint16_t port, struct outbound_hop *hop,
+				     char *err, size_t errlen);
+
+/* outbound_global_init - the shared destination table and the timeouts;
+ * g must outlive the server */
+RM_MUST_USE int outbound_global_init(struct outbound_cfg *g);
+
+/* outbound_global_fini - free what init made */
+void outbound_global_fini(struct outbound_cfg *g);
+
+/* The shard hooks; global is a struct outbound_cfg. */
+extern const struct net_deliver_ops outbound_ops;
+
+#endif
