@@ -137,6 +137,13 @@ void evlog_received(const char *queue_id, const char *client, const char *from, 
 /* evlog_session - a session ended */
 void evlog_session(const char *client, uint64_t duration_ms, unsigned messages, const char *reason)
 {
+	evlog_session_sec(client, duration_ms, messages, reason, NULL, NULL, NULL);
+}
+
+/* evlog_session_sec - a session ended, with its TLS and AUTH facts */
+void evlog_session_sec(const char *client, uint64_t duration_ms, unsigned messages, const char *reason,
+		       const char *tls_version, const char *tls_cipher, const char *user)
+{
 	struct line l;
 	char num[24];
 
@@ -146,6 +153,12 @@ void evlog_session(const char *client, uint64_t duration_ms, unsigned messages, 
 	line_kv(&l, "duration_ms", num);
 	snprintf(num, sizeof num, "%u", messages);
 	line_kv(&l, "messages", num);
+	if (tls_version != NULL && tls_version[0] != '\0') {
+		line_kv(&l, "tls", tls_version);
+		line_kv(&l, "cipher", tls_cipher ? tls_cipher : "");
+	}
+	if (user != NULL && user[0] != '\0')
+		line_kv(&l, "user", user);
 	line_kv(&l, "end", reason);
 	line_end(&l);
 }

@@ -22,6 +22,11 @@ void evlog_received(const char *queue_id, const char *client, const char *from, 
 /* evlog_session - a session ended */
 void evlog_session(const char *client, uint64_t duration_ms, unsigned messages, const char *reason);
 
+/* evlog_session_sec - a session ended; tls_version and tls_cipher when it
+ * was encrypted, user when it authenticated (NULL or "" leave them out) */
+void evlog_session_sec(const char *client, uint64_t duration_ms, unsigned messages, const char *reason,
+		       const char *tls_version, const char *tls_cipher, const char *user);
+
 /* evlog_reopen - SIGHUP: flush and reopen the log (stderr is inherited, so
  * reopening means re-checking it; a file given to us stays ours) */
 void evlog_reopen(void);

@@ -144,6 +144,23 @@ void metrics_render(const struct shard_stats *st, unsigned open, FILE *f)
 		fprintf(f, "ringmta_replies_total{class=\"%s\"} %llu\n", classes[i],
 			(unsigned long long)st->replies[i]);
 	metric(f, "ringmta_timeouts_total", "counter", "Sessions closed by an idle timeout", st->timeouts);
+	metric(f, "ringmta_tls_handshakes_total", "counter", "Inbound TLS handshakes finished",
+	       st->tls_handshakes);
+	metric(f, "ringmta_tls_handshake_failures_total", "counter",
+	       "Inbound TLS handshakes that failed or timed out", st->tls_handshake_failures);
+	metric(f, "ringmta_tls_resumed_total", "counter", "Inbound TLS sessions resumed", st->tls_resumed);
+	fprintf(f, "# HELP ringmta_tls_sessions_total Inbound TLS sessions, by protocol version\n"
+		   "# TYPE ringmta_tls_sessions_total counter\n"
+		   "ringmta_tls_sessions_total{version=\"TLSv1.2\"} %llu\n"
+		   "ringmta_tls_sessions_total{version=\"TLSv1.3\"} %llu\n",
+		(unsigned long long)st->tls_sessions_12, (unsigned long long)st->tls_sessions_13);
+	fprintf(f, "# HELP ringmta_auth_total AUTH attempts checked, by result\n"
+		   "# TYPE ringmta_auth_total counter\n"
+		   "ringmta_auth_total{result=\"success\"} %llu\n"
+		   "ringmta_auth_total{result=\"failure\"} %llu\n",
+		(unsigned long long)st->auth_successes, (unsigned long long)st->auth_failures);
+	metric(f, "ringmta_auth_lockouts_total", "counter",
+	       "Sessions closed with 421 after too many failed AUTH attempts", st->auth_lockouts);
 	metric(f, "ringmta_stale_completions_total", "counter", "Completions for a reused slot, dropped",
 	       st->stale_completions);
 	metric(f, "ringmta_recv_enobufs_total", "counter", "Receives that found no free buffer", st->enobufs);

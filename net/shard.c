@@ -71,6 +71,8 @@ enum shard_op {
 	OP_CLOSE,
 	OP_CANCEL,
 	OP_STORE = STORE_UD_OP, /* slot: the store's own tag */
+	OP_AUTH_WAKE = 10,      /* the shard's auth inbox eventfd was written */
+	OP_AUTH_DELAY = 11,     /* a failed AUTH's 535 is due */
 };
 
 enum conn_state { C_FREE = 0, C_OPEN, C_CLOSING };
@@ -110,6 +112,13 @@ struct conn {
 	const char *reason;
 	struct sockaddr_storage peer;  /* the client: from the PROXY header if any */
 	char addr[INET6_ADDRSTRLEN];
+	struct tls_conn *tls;         /* set once TLS starts (STARTTLS, --listen-tls) */
+	uint8_t tls_phase;            /* enum sess_tls_phase */
+	bool auth_wait;               /* a credential check (or its delay) pending */
+	bool auth_lockout;            /* ...and its answer is 421 */
+	struct __kernel_timespec auth_ts; /* the delay of a failed AUTH's answer */
+	uint32_t tls_appends;         /* store appends reading tls's plaintext */
+	struct slice plain;           /* decrypted bytes not yet fed to the engine */
 	struct proxy_parser *px;      /* set while the PROXY header is awaited
 				       * (no greeting yet); lives in mem */
 };
@@ -142,6 +151,9 @@ struct shard {
 	struct smtp_server_cfg ecfg;
 	size_t eng_size;
 	struct slice body[SHARD_BODY_SLICES];
+	struct tls_slot_cache tls_cache; /* this shard's view of cfg.tls_server */
+	struct auth_inbox auth_in;       /* results of this shard's AUTH checks */
+	uint64_t auth_efd_val;           /* the eventfd read's target */
 	struct shard_stats st;
 	int status;             /* 0 running, 1 up, <0 failed at start */
 	char err[128];
@@ -165,6 +177,27 @@ struct net_server {
 };
 
 #define STAT_ADD(sh, f, n) __atomic_store_n(&(sh)->st.f, (sh)->st.f + (n), __ATOMIC_RELAXED)
+
+/* TLS on a session (net/tls.h): STARTTLS sends its 220 in clear first
+ * (CLEAR_OUT), then both kinds handshake (HS) before the engine sees a
+ * byte; once UP, received ciphertext is decrypted into the session's
+ * plaintext buffer and fed from there, and replies are encrypted at the
+ * loop boundary. Body slices handed to the store from that buffer carry
+ * SHARD_TAG_TLS: the buffer is not refilled while any is being written. */
+enum sess_tls_phase { TLS_NONE = 0, TLS_CLEAR_OUT, TLS_HS, TLS_HS_IMPLICIT, TLS_UP };
+#define SHARD_TAG_TLS 0x10000u
+
+struct conn;
+static struct slice sess_out(struct shard *sh, struct conn *c);
+static bool sess_tls_sent(struct shard *sh, struct conn *c, size_t n);
+static void sess_log_end(struct shard *sh, struct conn *c);
+static void sess_tls_begin(struct shard *sh, struct conn *c, bool implicit);
+static void sess_tls_feed(struct shard *sh, struct conn *c, struct smtp_server_io *io);
+static void sess_starttls(struct shard *sh, struct conn *c, struct smtp_server_io *io);
+static void sess_auth(struct shard *sh, struct conn *c, struct smtp_server_io *io);
+static void sess_auth_answer(struct shard *sh, struct conn *c, bool ok);
+static void auth_wake_arm(struct shard *sh);
+static void auth_wake(struct shard *sh, int res);
 
 /* ud_make - user_data from op, generation and slot */
 static inline uint64_t ud_make(unsigned op, uint32_t gen, uint32_t slot)
@@ -426,11 +459,11 @@ static void conn_maybe_free(struct shard *sh, struct conn *c)
 	}
 	if (c->eng != NULL) {
 		if (!s->cfg.quiet)
-			evlog_session(c->addr, (uint64_t)(sh->now - c->start_ms), c->msgs,
-				      c->reason ? c->reason : "closed");
+			sess_log_end(sh, c);
 		smtp_server_fini(c->eng);
 		__atomic_fetch_sub(&s->open_total, 1, __ATOMIC_RELAXED);
 	}
+	c->tls = tls_conn_free(c->tls);
 	if (c->ip_counted)
 		ip_release(s, &c->peer);
 	free(c->mem);
@@ -455,10 +488,13 @@ static void flush_all(struct shard *sh)
 		if (c->state != C_OPEN || c->sending)
 			continue;
 		count_replies(sh, c);
-		if (c->out.len) {
+		struct slice o = sess_out(sh, c);
+		if (c->state != C_OPEN)
+			continue;
+		if (o.len) {
 			struct io_uring_sqe *sqe = conn_sqe(sh, c, OP_SEND);
-			io_uring_prep_send(sqe, c->fd, c->out.ptr, c->out.len, MSG_NOSIGNAL);
-			c->sending = (uint32_t)c->out.len;
+			io_uring_prep_send(sqe, c->fd, o.ptr, o.len, MSG_NOSIGNAL);
+			c->sending = (uint32_t)o.len;
 		} else if (c->want_close) {
 			conn_close_start(sh, c, NULL);
 		}
@@ -538,7 +574,8 @@ static void sess_begin(struct shard *sh, struct conn *c)
 static void sess_body(struct shard *sh, struct conn *c, const struct smtp_server_io *io, uint16_t bid)
 {
 	struct iovec iov[SHARD_BODY_SLICES];
-	const char *lo = ring_bufs_ptr(&sh->bufs, bid), *hi = lo + sh->bufs.size;
+	const char *lo = bid != NO_BID ? ring_bufs_ptr(&sh->bufs, bid) : NULL;
+	const char *hi = lo ? lo + sh->bufs.size : NULL;
 	bool uses_bid = false;
 
 	sess_begin(sh, c);
@@ -550,11 +587,15 @@ static void sess_body(struct shard *sh, struct conn *c, const struct smtp_server
 		if (io->body[i].ptr >= lo && io->body[i].ptr < hi)
 			uses_bid = true;
 	}
-	uint64_t tag = uses_bid ? bid : NO_BID;
+	/* Under TLS the slices are in the session's plaintext buffer, which
+	 * is not refilled until the store is done with them. */
+	uint64_t tag = c->tls != NULL ? SHARD_TAG_TLS : uses_bid ? bid : NO_BID;
 	int rc = sh->srv->cfg.store->append(sh->store, c->tx, iov, (int)io->nbody, tag);
 	if (rc == RM_AGAIN) {
 		c->inflight++;
-		if (uses_bid)
+		if (tag == SHARD_TAG_TLS)
+			c->tls_appends++;
+		else if (uses_bid)
 			sh->buf_ref[bid]++;
 	} else if (rc != RM_OK) {
 		c->tx_failed = true;
@@ -612,6 +653,42 @@ static void sess_commit(struct shard *sh, struct conn *c, struct smtp_server_io 
 
 static void sess_proxy(struct shard *sh, struct conn *c);
 
+/* sess_event - act on what one feed of the engine returned; bid is the
+ * receive buffer fed (NO_BID for TLS plaintext) */
+static void sess_event(struct shard *sh, struct conn *c, enum smtp_server_ev ev,
+		       struct smtp_server_io *io, uint16_t bid)
+{
+	switch (ev) {
+	case SMTP_EV_NONE:
+		break;
+	case SMTP_EV_FLUSH:
+		c->flush_wait = true;
+		break;
+	case SMTP_EV_BODY:
+		sess_body(sh, c, io, bid);
+		break;
+	case SMTP_EV_COMMIT:
+		sess_commit(sh, c, io, bid);
+		break;
+	case SMTP_EV_ABORT:
+		if (c->tx != NULL)
+			sh->srv->cfg.store->abort(sh->store, c->tx);
+		c->tx = NULL;
+		c->tx_failed = false;
+		break;
+	case SMTP_EV_STARTTLS:
+		sess_starttls(sh, c, io);
+		break;
+	case SMTP_EV_AUTH:
+		sess_auth(sh, c, io);
+		break;
+	case SMTP_EV_CLOSE:
+		c->want_close = true;
+		c->reason = c->reason ? c->reason : "engine";
+		break;
+	}
+}
+
 /* sess_pump - feed queued input to the engine until it is consumed or the
  * engine must wait; then arrange replies, timers and the recv */
 static void sess_pump(struct shard *sh, struct conn *c)
@@ -622,7 +699,9 @@ static void sess_pump(struct shard *sh, struct conn *c)
 		sess_proxy(sh, c);
 	if (c->state != C_OPEN)
 		return;
-	while (c->qhead != NO_BID && c->state == C_OPEN && !c->want_close && !c->commit_wait &&
+	if (c->tls != NULL)
+		sess_tls_feed(sh, c, &io);
+	else while (c->qhead != NO_BID && c->state == C_OPEN && !c->want_close && !c->commit_wait &&
 	       !c->flush_wait && c->px == NULL) {
 		uint16_t bid = c->qhead;
 		const char *p = ring_bufs_ptr(&sh->bufs, bid) + sh->buf_off[bid];
@@ -634,36 +713,7 @@ static void sess_pump(struct shard *sh, struct conn *c)
 			used = sh->buf_len[bid];
 		sh->buf_off[bid] += (uint32_t)used;
 		sh->buf_len[bid] -= (uint32_t)used;
-		switch (ev) {
-		case SMTP_EV_NONE:
-			break;
-		case SMTP_EV_FLUSH:
-			c->flush_wait = true;
-			break;
-		case SMTP_EV_BODY:
-			sess_body(sh, c, &io, bid);
-			break;
-		case SMTP_EV_COMMIT:
-			sess_commit(sh, c, &io, bid);
-			break;
-		case SMTP_EV_ABORT:
-			if (c->tx != NULL)
-				sh->srv->cfg.store->abort(sh->store, c->tx);
-			c->tx = NULL;
-			c->tx_failed = false;
-			break;
-		case SMTP_EV_STARTTLS:
-			/* Not offered without a certificate; refuse if asked anyway. */
-			smtp_server_tls_started(c->eng, false, &io);
-			break;
-		case SMTP_EV_AUTH:
-			smtp_server_auth_done(c->eng, false, &io);
-			break;
-		case SMTP_EV_CLOSE:
-			c->want_close = true;
-			c->reason = c->reason ? c->reason : "engine";
-			break;
-		}
+		sess_event(sh, c, ev, &io, bid);
 		if (sh->buf_len[bid] == 0 || c->want_close) {
 			if (c->qhead == bid)
 				queue_pop(sh, c);
@@ -673,7 +723,7 @@ static void sess_pump(struct shard *sh, struct conn *c)
 	}
 	if (c->want_close)
 		queue_drop(sh, c);
-	if (c->out.len > c->sending || c->want_close)
+	if (c->out.len > c->sending || c->want_close || (c->tls && tls_conn_out_pending(c->tls)))
 		flush_mark(sh, c);
 	if (c->px == NULL) /* the header's deadline runs from accept, not from its last byte */
 		timer_touch(sh, c);
@@ -687,12 +737,14 @@ static void sess_pump(struct shard *sh, struct conn *c)
 static void store_appended(void *ctx, uint64_t token, uint64_t tag)
 {
 	struct shard *sh = ctx;
-	if (tag != NO_BID)
+	if (tag != NO_BID && tag != SHARD_TAG_TLS)
 		buf_unref(sh, (uint16_t)tag);
 	struct conn *c = sess_by_token(sh, token);
 	if (c == NULL)
 		return;
 	c->inflight--;
+	if (tag == SHARD_TAG_TLS && --c->tls_appends == 0 && c->state == C_OPEN)
+		sess_pump(sh, c); /* the plaintext buffer may be refilled */
 	conn_maybe_free(sh, c);
 }
 
@@ -762,6 +814,264 @@ static void policy_cb_rcpt(void *ctx, const struct smtp_server *s, const struct 
 	policy_rcpt(sh->srv->cfg.policy, c->relays, smtp_server_authed(s).len > 0, to, v);
 }
 
+/* --- TLS and AUTH on a session ---------------------------------------------------- */
+
+static void sess_greet(struct shard *sh, struct conn *c);
+
+/* sess_tls_begin - TLS starts on c: after STARTTLS (its 220 still goes out
+ * in clear) or on an implicit-TLS listener (handshake at once) */
+static void sess_tls_begin(struct shard *sh, struct conn *c, bool implicit)
+{
+	struct tls_slot *slot = sh->srv->cfg.tls_server;
+	struct tls_ctx *ctx = slot != NULL ? tls_slot_get(slot, &sh->tls_cache) : NULL;
+
+	c->tls = ctx != NULL ? tls_conn_new(ctx, NULL) : NULL;
+	c->plain = SLICE_NULL;
+	if (c->tls == NULL) {
+		if (implicit) {
+			c->want_close = true;
+			conn_close_start(sh, c, "tls: unavailable");
+		}
+		return;
+	}
+	c->tls_phase = implicit ? TLS_HS_IMPLICIT : TLS_CLEAR_OUT;
+	if (implicit)
+		timer_touch(sh, c); /* the handshake has the command timeout */
+}
+
+/* sess_starttls - SMTP_EV_STARTTLS: the 220 is queued. Every byte already
+ * received after the command is dropped unread (CVE-2011-0411: a command
+ * injected in clear must not run inside the TLS session). */
+static void sess_starttls(struct shard *sh, struct conn *c, struct smtp_server_io *io)
+{
+	queue_drop(sh, c);
+	sess_tls_begin(sh, c, false);
+	if (c->tls == NULL)
+		smtp_server_tls_started(c->eng, false, io);
+}
+
+/* sess_tls_up - the handshake finished: count it, then greet (implicit
+ * TLS) or tell the engine (STARTTLS) */
+static void sess_tls_up(struct shard *sh, struct conn *c, struct smtp_server_io *io)
+{
+	bool implicit = c->tls_phase == TLS_HS_IMPLICIT;
+
+	c->tls_phase = TLS_UP;
+	STAT_ADD(sh, tls_handshakes, 1);
+	if (tls_conn_is13(c->tls))
+		STAT_ADD(sh, tls_sessions_13, 1);
+	else
+		STAT_ADD(sh, tls_sessions_12, 1);
+	if (tls_conn_resumed(c->tls))
+		STAT_ADD(sh, tls_resumed, 1);
+	if (implicit)
+		sess_greet(sh, c);
+	else
+		smtp_server_tls_started(c->eng, true, io);
+}
+
+/* sess_tls_fail - the handshake or a record failed, or the peer closed */
+static void sess_tls_fail(struct shard *sh, struct conn *c, int rc)
+{
+	if (c->tls_phase != TLS_UP) {
+		STAT_ADD(sh, tls_handshake_failures, 1);
+		conn_close_start(sh, c, "tls: handshake failed");
+	} else if (rc == RM_EIO) {
+		c->want_close = true; /* close_notify */
+		c->reason = c->reason ? c->reason : "client closed";
+	} else {
+		conn_close_start(sh, c, "tls: bad record");
+	}
+}
+
+/* sess_tls_feed - the TLS twin of sess_pump's loop: handshake, then
+ * decrypt queued ciphertext one receive buffer at a time and feed the
+ * plaintext to the engine */
+static void sess_tls_feed(struct shard *sh, struct conn *c, struct smtp_server_io *io)
+{
+	while (c->state == C_OPEN && !c->want_close && !c->commit_wait && !c->flush_wait &&
+	       !c->auth_wait && c->tls_phase != TLS_CLEAR_OUT) {
+		if (c->plain.len == 0) {
+			int rc;
+			if (c->tls_phase != TLS_UP)
+				rc = tls_conn_handshake(c->tls);
+			else if (c->tls_appends)
+				break; /* the store still reads the plaintext buffer */
+			else
+				rc = tls_conn_read(c->tls, &c->plain);
+			if (rc == RM_AGAIN) {
+				if (c->qhead == NO_BID)
+					break;
+				uint16_t bid = c->qhead;
+				if (tls_conn_push(c->tls, ring_bufs_ptr(&sh->bufs, bid) + sh->buf_off[bid],
+						  sh->buf_len[bid]) != RM_OK) {
+					conn_close_start(sh, c, "tls: out of memory");
+					return;
+				}
+				queue_pop(sh, c);
+				continue;
+			}
+			if (rc != RM_OK) {
+				sess_tls_fail(sh, c, rc);
+				return;
+			}
+			if (c->tls_phase != TLS_UP)
+				sess_tls_up(sh, c, io);
+			continue;
+		}
+		size_t used = 0;
+		io->nbody = 0;
+		enum smtp_server_ev ev = smtp_server_feed(c->eng, c->plain.ptr, c->plain.len, &used, io);
+		if (used > c->plain.len)
+			used = c->plain.len;
+		c->plain = slice_make(c->plain.ptr + used, c->plain.len - used);
+		sess_event(sh, c, ev, io, NO_BID);
+		if (ev == SMTP_EV_NONE && used == 0 && c->plain.len)
+			break; /* the engine takes nothing more now */
+	}
+}
+
+/* sess_out - what c's next send carries: its replies, or under TLS the
+ * ciphertext they become (encrypted here, at the loop boundary) */
+static struct slice sess_out(struct shard *sh, struct conn *c)
+{
+	if (c->tls == NULL || c->tls_phase == TLS_CLEAR_OUT)
+		return buf_slice(&c->out);
+	if (c->out.len && c->tls_phase == TLS_UP) {
+		if (tls_conn_write(c->tls, c->out.ptr, c->out.len) != RM_OK) {
+			conn_close_start(sh, c, "tls: write failed");
+			return SLICE_NULL;
+		}
+		c->out.len = 0;
+		c->counted = 0;
+	}
+	return tls_conn_out(c->tls);
+}
+
+/* sess_tls_sent - a send of a TLS session finished with n bytes; false
+ * when c is not one (the caller handles the plain case) */
+static bool sess_tls_sent(struct shard *sh, struct conn *c, size_t n)
+{
+	if (c->tls == NULL)
+		return false;
+	if (c->tls_phase == TLS_CLEAR_OUT) {
+		buf_consume(&c->out, n);
+		c->counted = c->counted > n ? c->counted - (uint32_t)n : 0;
+		if (c->out.len) {
+			flush_mark(sh, c);
+			return true;
+		}
+		c->tls_phase = TLS_HS; /* the 220 is out: ciphertext from now on */
+		sess_pump(sh, c);
+		return true;
+	}
+	tls_conn_sent(c->tls, n);
+	if (tls_conn_out_pending(c->tls) || c->out.len || c->want_close)
+		flush_mark(sh, c);
+	if (c->flush_wait && buf_room(&c->out) >= SMTP_SERVER_REPLY_ROOM) {
+		c->flush_wait = false;
+		sess_pump(sh, c);
+	}
+	return true;
+}
+
+/* sess_printable - src[0..n) into dst (cap > 0) with bytes outside
+ * printable ASCII as '?': user names come from the client */
+static void sess_printable(char *dst, size_t cap, struct slice src)
+{
+	size_t n = src.len < cap - 1 ? src.len : cap - 1;
+	for (size_t i = 0; i < n; i++)
+		dst[i] = src.ptr[i] > 0x20 && src.ptr[i] < 0x7f ? src.ptr[i] : '?';
+	dst[n] = '\0';
+}
+
+/* sess_log_end - the session's end line: TLS version and cipher, user */
+static void sess_log_end(struct shard *sh, struct conn *c)
+{
+	char user[260];
+	bool up = c->tls != NULL && c->tls_phase == TLS_UP;
+
+	sess_printable(user, sizeof user, smtp_server_authed(c->eng));
+	evlog_session_sec(c->addr, (uint64_t)(sh->now - c->start_ms), c->msgs,
+			  c->reason ? c->reason : "closed", up ? tls_conn_version(c->tls) : NULL,
+			  up ? tls_conn_cipher(c->tls) : NULL, user);
+}
+
+/* sess_auth - SMTP_EV_AUTH: hand the credentials to the worker pool; the
+ * engine takes no input until sess_auth_answer */
+static void sess_auth(struct shard *sh, struct conn *c, struct smtp_server_io *io)
+{
+	struct auth *a = sh->srv->cfg.auth;
+
+	if (a == NULL || auth_submit(a, &sh->auth_in, sess_token(sh, c), &c->peer,
+				     smtp_server_auth_user(c->eng), smtp_server_auth_pass(c->eng)) != RM_OK) {
+		smtp_server_auth_done(c->eng, false, io);
+		return;
+	}
+	c->auth_wait = true;
+}
+
+/* sess_auth_answer - the check's verdict reaches the client: 235, 535, or
+ * 421 and close for an address past the failure limit */
+static void sess_auth_answer(struct shard *sh, struct conn *c, bool ok)
+{
+	char user[260], line[400];
+
+	if (c->state != C_OPEN || !c->auth_wait)
+		return;
+	c->auth_wait = false;
+	sess_printable(user, sizeof user, smtp_server_auth_user(c->eng));
+	if (c->auth_lockout) {
+		STAT_ADD(sh, auth_failures, 1);
+		STAT_ADD(sh, auth_lockouts, 1);
+		if (smtp_reply_puts(&c->out, 421, "4.7.0", "Too many failed authentication attempts") != RM_OK)
+			c->out.len = 0;
+		c->want_close = true;
+		c->reason = "auth: too many failures";
+	} else {
+		struct smtp_server_io io = sess_io(sh, c);
+		if (ok)
+			STAT_ADD(sh, auth_successes, 1);
+		else
+			STAT_ADD(sh, auth_failures, 1);
+		smtp_server_auth_done(c->eng, ok, &io);
+	}
+	if (!sh->srv->cfg.quiet) {
+		snprintf(line, sizeof line, "client=%s user=%s result=%s", c->addr, user,
+			 ok ? "ok" : c->auth_lockout ? "locked-out" : "failed");
+		evlog_msg("info", "auth", line);
+	}
+	sess_pump(sh, c);
+}
+
+/* auth_wake_arm - wait (in the ring) for the auth inbox's doorbell */
+static void auth_wake_arm(struct shard *sh)
+{
+	struct io_uring_sqe *sqe = ring_sqe(&sh->ring);
+	io_uring_prep_read(sqe, sh->auth_in.efd, &sh->auth_efd_val, sizeof sh->auth_efd_val, 0);
+	io_uring_sqe_set_data64(sqe, ud_make(OP_AUTH_WAKE, 0, 0));
+}
+
+/* auth_wake - results arrived: answer now, or after the failure delay */
+static void auth_wake(struct shard *sh, int res)
+{
+	for (struct auth_result *r = auth_take(&sh->auth_in); r != NULL; r = auth_result_free(r)) {
+		struct conn *c = sess_by_token(sh, r->token);
+		if (c == NULL || c->state != C_OPEN || !c->auth_wait)
+			continue;
+		c->auth_lockout = r->lockout;
+		if (!r->ok && r->delay_ms > 0) {
+			c->auth_ts.tv_sec = r->delay_ms / 1000;
+			c->auth_ts.tv_nsec = (long long)(r->delay_ms % 1000) * 1000000;
+			io_uring_prep_timeout(conn_sqe(sh, c, OP_AUTH_DELAY), &c->auth_ts, 0, 0);
+			continue;
+		}
+		sess_auth_answer(sh, c, r->ok);
+	}
+	if (res != -ECANCELED)
+		auth_wake_arm(sh);
+}
+
 /* --- accepting ---------------------------------------------------------------------- */
 
 /* accept_arm - multishot accept on listener i */
@@ -789,6 +1099,10 @@ static void sess_greet(struct shard *sh, struct conn *c)
 	const struct policy *pol = sh->srv->cfg.policy;
 	struct smtp_server_io io = sess_io(sh, c);
 
+	if (c->tls == NULL && smtp_server_tls(c->eng)) {
+		sess_tls_begin(sh, c, true); /* RFC 8314: the greeting comes encrypted */
+		return;
+	}
 	c->relays = pol != NULL && policy_client_relays(pol, (const struct sockaddr *)&c->peer);
 	if (smtp_server_greet(c->eng, &io) != RM_OK) {
 		c->want_close = true;
@@ -985,6 +1299,8 @@ static void on_send(struct shard *sh, struct conn *c, int res)
 	}
 	if ((uint32_t)res > sent)
 		res = (int)sent;
+	if (sess_tls_sent(sh, c, (size_t)res))
+		return;
 	buf_consume(&c->out, (size_t)res);
 	c->counted = c->counted > (uint32_t)res ? c->counted - (uint32_t)res : 0;
 	if (c->out.len || c->want_close)
@@ -1019,6 +1335,10 @@ static void on_cqe(struct shard *sh, const struct io_uring_cqe *cqe)
 			sh->srv->cfg.deliver->complete(sh->deliver, (uint32_t)ud, cqe->res, cqe->flags);
 		return;
 	}
+	if (op == OP_AUTH_WAKE) {
+		auth_wake(sh, cqe->res);
+		return;
+	}
 	if (slot >= sh->nconns || sh->conns[slot].gen != gen || sh->conns[slot].state == C_FREE) {
 		STAT_ADD(sh, stale_completions, 1);
 		if (cqe->flags & IORING_CQE_F_BUFFER) {
@@ -1029,6 +1349,11 @@ static void on_cqe(struct shard *sh, const struct io_uring_cqe *cqe)
 	}
 	struct conn *c = &sh->conns[slot];
 	switch (op) {
+	case OP_AUTH_DELAY:
+		c->inflight--;
+		sess_auth_answer(sh, c, false);
+		conn_maybe_free(sh, c);
+		break;
 	case OP_RECV:
 		on_recv(sh, c, cqe->res, cqe->flags);
 		break;
@@ -1058,6 +1383,12 @@ static void timers_expire(struct shard *sh)
 			if (c->deadline > sh->now)
 				break;
 			timer_unlink(sh, c);
+			if (c->tls != NULL && c->tls_phase != TLS_UP) {
+				/* No handshake in time: nothing can be said. */
+				STAT_ADD(sh, tls_handshake_failures, 1);
+				conn_close_start(sh, c, "tls: handshake timeout");
+				continue;
+			}
 			if (c->px != NULL) {
 				/* No PROXY header in time: no reply either. */
 				STAT_ADD(sh, proxy_timeout, 1);
@@ -1209,8 +1540,8 @@ static int shard_setup(struct shard *sh)
 		.max_message_size = s->cfg.max_message_size,
 		.max_recipients = s->cfg.max_recipients,
 		.max_errors = s->cfg.max_errors,
-		.tls_available = false,
-		.auth_available = false,
+		.tls_available = s->cfg.tls_server != NULL,
+		.auth_available = s->cfg.auth != NULL && s->cfg.tls_server != NULL,
 		.no_chunking = s->cfg.no_chunking,
 		.policy = { .mail = policy_cb_mail, .rcpt = policy_cb_rcpt, .ctx = sh },
 		.alloc = &rm_alloc_libc,
@@ -1234,6 +1565,13 @@ static int shard_setup(struct shard *sh)
 		}
 		env.queued = s->cfg.deliver->queued;
 		env.qctx = sh->deliver;
+	}
+	if (s->cfg.auth != NULL) {
+		if (auth_inbox_init(&sh->auth_in) != RM_OK) {
+			snprintf(sh->err, sizeof sh->err, "shard %u: eventfd failed", sh->idx);
+			return RM_EIO;
+		}
+		auth_wake_arm(sh);
 	}
 	sh->store = s->cfg.store->create(s->cfg.store_global, &env);
 	if (sh->store == NULL) {
@@ -1274,6 +1612,9 @@ static void shard_teardown(struct shard *sh)
 		free(c->mem);
 		c->state = C_FREE;
 	}
+	for (uint32_t i = 0; sh->conns && i < sh->nconns; i++)
+		sh->conns[i].tls = tls_conn_free(sh->conns[i].tls);
+	tls_slot_cache_fini(&sh->tls_cache);
 	if (sh->ring.ring_fd > 0) {
 		ring_bufs_fini(&sh->bufs, &sh->ring);
 		io_uring_queue_exit(&sh->ring);
@@ -1472,6 +1813,8 @@ struct net_server *net_server_free(struct net_server *s)
 	if (s == NULL)
 		return NULL;
 	for (unsigned i = 0; s->shards && i < s->cfg.threads; i++) {
+		if (s->cfg.auth != NULL && s->shards[i].auth_in.efd > 0)
+			auth_inbox_fini(&s->shards[i].auth_in);
 		for (size_t j = 0; s->shards[i].lfd && j < s->cfg.nlisten; j++)
 			if (s->shards[i].lfd[j] >= 0)
 				close(s->shards[i].lfd[j]);

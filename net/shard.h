@@ -20,8 +20,10 @@
 #include <sys/socket.h>
 
 #include "core/err.h"
+#include "net/auth.h"
 #include "net/policy.h"
 #include "net/store.h"
+#include "net/tls.h"
 
 struct net_listener {
 	struct sockaddr_storage sa;
@@ -52,6 +54,11 @@ struct net_cfg {
 							  * policy may be NULL */
 	bool no_chunking;                /* do not offer CHUNKING */
 	bool quiet;                      /* no event line per message/session */
+	/* Inbound TLS and AUTH (net/tls.h, net/auth.h), both optional and
+	 * owned by the caller: tls_server set offers STARTTLS and serves
+	 * --listen-tls; auth set (with TLS) offers AUTH PLAIN LOGIN. */
+	struct tls_slot *tls_server;
+	struct auth *auth;
 	/* --proxy-protocol: every session opens with a PROXY header from a
 	 * peer inside proxy_trusted (its network table only); see
 	 * net/proxy_in.h */
@@ -114,6 +121,14 @@ struct shard_stats {
 	uint64_t socket_bytes;          /* bytes read from sockets */
 	uint64_t replies[NET_REPLY_CLASSES];
 	uint64_t timeouts;
+	uint64_t tls_handshakes;        /* finished handshakes */
+	uint64_t tls_handshake_failures;
+	uint64_t tls_sessions_12;       /* sessions by TLS version */
+	uint64_t tls_sessions_13;
+	uint64_t tls_resumed;           /* handshakes that resumed a session */
+	uint64_t auth_successes;
+	uint64_t auth_failures;
+	uint64_t auth_lockouts;         /* sessions closed with 421 after failures */
 	uint64_t stale_completions;
 	uint64_t enobufs;               /* recv found the buffer ring empty */
 	uint64_t buffers_total;

@@ -26,12 +26,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "net/auth.h"
 #include "net/evlog.h"
 #include "net/metrics.h"
 #include "net/policy.h"
 #include "net/ring.h"
 #include "net/shard.h"
 #include "net/store.h"
+#include "net/tls.h"
 #include "queue/spool.h"
 #include "tools/serve_outbound.h"
 
@@ -143,6 +145,35 @@ static int serve_drop(const struct passwd *pw, char *err, size_t errlen)
 	return 0;
 }
 
+/* serve_secrets - load (or, on SIGHUP, reload) the TLS certificate and
+ * the auth file. On a reload an error keeps the old ones and is logged; at
+ * start it is fatal (-1 with err). */
+static int serve_secrets(const struct ringmta_opts *o, struct tls_slot *tls, struct auth *auth,
+			 char *err, size_t errlen)
+{
+	if (o->tls_cert != NULL) {
+		struct tls_ctx *ctx = tls_ctx_server_new(o->tls_cert, o->tls_key, err, errlen);
+		if (ctx == NULL)
+			return -1;
+		tls_slot_store(tls, ctx);
+	}
+	if (auth != NULL && auth_load(auth, o->auth_file, err, errlen) != RM_OK)
+		return -1;
+	return 0;
+}
+
+/* serve_reload - SIGHUP: new sessions get the new certificate and users;
+ * open sessions keep the context they started with */
+static void serve_reload(const struct ringmta_opts *o, struct tls_slot *tls, struct auth *auth)
+{
+	char err[SERVE_ERR];
+
+	if (serve_secrets(o, tls, auth, err, sizeof err) != 0)
+		evlog_msg("warn", "reload", err);
+	else if (o->tls_cert != NULL || auth != NULL)
+		evlog_msg("info", "reload", "TLS certificate and auth file reloaded");
+}
+
 /* serve_signals - block the daemon's signals in this and every later thread */
 static void serve_signals(sigset_t *set)
 {
@@ -156,7 +187,7 @@ static void serve_signals(sigset_t *set)
 
 /* serve_wait - handle signals and drive the drain until it is time to stop */
 static void serve_wait(const struct ringmta_opts *o, struct net_server *srv, struct metrics *m,
-		       struct policy *pol, const sigset_t *set)
+		       struct policy *pol, struct tls_slot *tls, struct auth *auth, const sigset_t *set)
 {
 	struct timespec tick = { 0, 100 * 1000000 };
 	double drain_at = 0, refuse_at = 0, space_at = 0;
@@ -170,6 +201,7 @@ static void serve_wait(const struct ringmta_opts *o, struct net_server *srv, str
 			evlog_msg("info", "drain", "signal received: draining");
 		} else if (sig == SIGHUP) {
 			evlog_reopen();
+			serve_reload(o, tls, auth);
 		}
 		if (drain_at != 0 && refuse_at == 0 && now - drain_at >= o->drain_grace) {
 			refuse_at = now;
@@ -196,6 +228,8 @@ int ringmta_serve(const struct ringmta_opts *o)
 	struct net_listener *listen = NULL;
 	struct policy pol, trusted;
 	struct serve_outbound so = { 0 };
+	struct tls_slot tls = { 0 };
+	struct auth *auth = NULL;
 	sigset_t set;
 	int rc = 2, lockfd = -1;
 
@@ -235,6 +269,15 @@ int ringmta_serve(const struct ringmta_opts *o)
 			snprintf(host, sizeof host, "localhost");
 		host[sizeof host - 1] = '\0';
 	}
+	/* Certificate and users are read before privileges are dropped. */
+	if (tls_slot_init(&tls) != RM_OK) {
+		snprintf(err, sizeof err, "out of memory");
+		goto out;
+	}
+	if (o->auth_file != NULL && (auth = auth_new(0, err, sizeof err)) == NULL)
+		goto out;
+	if (serve_secrets(o, &tls, auth, err, sizeof err) != 0)
+		goto out;
 	size_t nlisten;
 	if ((listen = serve_listeners(o, &nlisten)) == NULL) {
 		snprintf(err, sizeof err, "out of memory");
@@ -264,6 +307,8 @@ int ringmta_serve(const struct ringmta_opts *o)
 		.deliver_global = &so.cfg,
 		.proxy_protocol = o->proxy_protocol,
 		.proxy_trusted = &trusted,
+		.tls_server = o->tls_cert != NULL ? &tls : NULL,
+		.auth = auth,
 	};
 	if (net_server_new(&cfg, &srv, err, sizeof err) != RM_OK)
 		goto out;
@@ -277,7 +322,7 @@ int ringmta_serve(const struct ringmta_opts *o)
 	snprintf(err, sizeof err, "ringmta %s listening with %u shards", RINGMTA_VERSION, threads);
 	evlog_msg("info", "ready", err);
 
-	serve_wait(o, srv, m, &pol, &set);
+	serve_wait(o, srv, m, &pol, &tls, auth, &set);
 	net_server_join(srv);
 	evlog_msg("info", "stop", "drained, exiting");
 	rc = 0;
@@ -286,8 +331,10 @@ out:
 		serve_fail(err);
 	metrics_set_server(m, NULL);
 	m = metrics_stop(m);
+	auth = auth_free(auth); /* its workers write to the shards' inboxes */
 	srv = net_server_free(srv);
 	serve_outbound_fini(&so);
+	tls_slot_fini(&tls);
 	free(listen);
 	policy_free(&pol);
 	policy_free(&trusted);
