@@ -19,6 +19,12 @@
  * pointer), nothing is allocated per item, and "full" is a clear signal
  * where an unbounded list would grow without end behind a stuck shard.
  *
+ * Why one MPSC inbox per shard and not an SPSC ring per pair of shards: an
+ * SPSC push would save only the tail CAS (the seq_cst store of the wake-up
+ * handshake stays), while the consumer would have to scan N - 1 rings per
+ * loop turn and keep N - 1 sleeping flags; one inbox keeps the consumer's
+ * work and the doorbell logic independent of the number of shards.
+ *
  * Full: mbox_push returns RM_AGAIN and the item stays with the producer,
  * which keeps it (in its own local list) and retries on its next loop
  * turn. A full inbox is the receiving shard's back-pressure.
