@@ -27,7 +27,9 @@
  *
  * Full: mbox_push returns RM_AGAIN and the item stays with the producer,
  * which keeps it (in its own local list) and retries on its next loop
- * turn. A full inbox is the receiving shard's back-pressure.
+ * turn. A full inbox is the receiving shard's back-pressure. Nothing tells
+ * a producer when room appears, so a shard holding kept items must not
+ * block without a timeout (a short timer, or keep the work locally).
  *
  * In the middle of a push: a producer that has claimed position p but not
  * yet published it blocks the consumer at p (FIFO), even if later positions
