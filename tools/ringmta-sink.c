@@ -7,8 +7,9 @@
  * --fail-rcpt pattern, which get that pattern's code (first match wins).
  * The main thread only handles signals: SIGUSR1 prints the running count on
  * stdout, SIGTERM/SIGINT stop the shards, print the count and exit 0.
- * Exit 2 on a bad flag or environment (TLS is not in the runtime yet, so
- * --tls-cert/--tls-key are refused with a message).
+ * With --tls-cert/--tls-key the runtime offers STARTTLS (net/tls.h), as the
+ * daemon does; the certificate is read once at start. Exit 2 on a bad flag
+ * or environment (a certificate or key that does not load included).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -22,6 +23,7 @@
 #include "net/ring.h"
 #include "net/shard.h"
 #include "net/store_sink.h"
+#include "net/tls.h"
 #include "tools/sink_opts.h"
 
 #define SINK_MAX_CONNECTIONS 20000
@@ -76,6 +78,19 @@ static int sink_dump_dir(const char *dir)
 	return 0;
 }
 
+/* sink_tls - the server context from --tls-cert/--tls-key into tls, or
+ * nothing without them; -1 with err when they do not load */
+static int sink_tls(const struct sink_opts *o, struct tls_slot *tls, char *err, size_t errlen)
+{
+	if (o->tls_cert == NULL)
+		return 0;
+	struct tls_ctx *ctx = tls_ctx_server_new(o->tls_cert, o->tls_key, err, errlen);
+	if (ctx == NULL)
+		return -1;
+	tls_slot_store(tls, ctx);
+	return 0;
+}
+
 /* sink_run - serve until SIGTERM/SIGINT */
 static int sink_run(struct sink_opts *o)
 {
@@ -83,6 +98,7 @@ static int sink_run(struct sink_opts *o)
 	const char *missing = NULL;
 	struct net_server *srv = NULL;
 	struct store_sink g;
+	struct tls_slot tls = { 0 };
 	sigset_t set;
 
 	sigemptyset(&set);
@@ -99,6 +115,15 @@ static int sink_run(struct sink_opts *o)
 	}
 	if (o->dump != NULL && sink_dump_dir(o->dump) != 0)
 		return 2;
+	if (tls_slot_init(&tls) != RM_OK) {
+		fputs("ringmta-sink: out of memory\n", stderr);
+		return 2;
+	}
+	if (sink_tls(o, &tls, err, sizeof err) != 0) {
+		fprintf(stderr, "ringmta-sink: %s\n", err);
+		tls_slot_fini(&tls);
+		return 2;
+	}
 	/* As many descriptors as we may get: past them accept fails, which
 	 * the runtime handles, so a low limit is not an error. */
 	if (net_raise_nofile(SINK_MAX_CONNECTIONS, err, sizeof err) != RM_OK)
@@ -129,16 +154,18 @@ static int sink_run(struct sink_opts *o)
 		.engine_policy = &pol,
 		.no_chunking = !o->advertise_chunking,
 		.quiet = true,
+		.tls_server = o->tls_cert != NULL ? &tls : NULL,
 	};
 	if (net_server_new(&cfg, &srv, err, sizeof err) != RM_OK ||
 	    net_server_start(srv, err, sizeof err) != RM_OK) {
 		fprintf(stderr, "ringmta-sink: %s\n", err);
 		net_server_free(srv);
+		tls_slot_fini(&tls);
 		return 2;
 	}
-	fprintf(stderr, "ringmta-sink %s listening on %s with %u thread%s%s%s\n", RINGMTA_VERSION,
-		o->listen.text, cfg.threads, cfg.threads == 1 ? "" : "s", o->dump ? ", dumping to " : "",
-		o->dump ? o->dump : "");
+	fprintf(stderr, "ringmta-sink %s listening on %s with %u thread%s%s%s%s\n", RINGMTA_VERSION,
+		o->listen.text, cfg.threads, cfg.threads == 1 ? "" : "s", o->tls_cert ? ", STARTTLS" : "",
+		o->dump ? ", dumping to " : "", o->dump ? o->dump : "");
 
 	for (;;) {
 		int sig = sigwaitinfo(&set, NULL);
@@ -151,6 +178,7 @@ static int sink_run(struct sink_opts *o)
 	net_server_join(srv);
 	sink_print(&g, "exit");
 	net_server_free(srv);
+	tls_slot_fini(&tls);
 	return 0;
 }
 
@@ -161,9 +189,5 @@ int main(int argc, char **argv)
 
 	if (rc)
 		return rc == 1 ? 0 : 2;
-	if (o.tls_cert != NULL || o.tls_key != NULL) {
-		fputs("ringmta-sink: --tls-cert/--tls-key: TLS is not available in this build yet\n", stderr);
-		return 2;
-	}
 	return sink_run(&o);
 }

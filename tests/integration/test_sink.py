@@ -2,7 +2,7 @@
 "ringmta-sink"): it accepts mail from smtplib, dumps each message with its
 envelope exactly, answers --fail-rcpt codes, can leave CHUNKING out of
 EHLO, prints its count on SIGUSR1 and at exit (SIGTERM: exit 0), and
-refuses the TLS flags while TLS is not in the runtime.
+exits 2 when its TLS files do not load (STARTTLS itself: test_tools_tls.py).
 Run with Debian's /usr/bin/python3 -m pytest; RINGMTA_BUILD names the build.
 """
 import os
@@ -180,13 +180,15 @@ def test_sigint_exits_zero_with_count(sink):
     assert s.counts()["messages"] == 1
 
 
-def test_tls_flags_refused_until_tls_exists(tmp_path):
+def test_tls_files_missing_exit_2(tmp_path):
     if not os.access(SINK, os.X_OK):
         pytest.skip(f"{SINK} not built")
     r = subprocess.run([SINK, "--listen", f"127.0.0.1:{free_port()}", "--tls-cert", "c.pem", "--tls-key", "k.pem"],
                        capture_output=True, text=True, timeout=10, cwd=tmp_path)
     assert r.returncode == 2
-    assert "TLS" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "c.pem" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = subprocess.run([SINK, "--tls-cert", "c.pem"], capture_output=True, text=True, timeout=10, cwd=tmp_path)
+    assert r.returncode == 2 and "tls-key" in r.stderr
 
 
 def test_port_in_use_exits_2():
