@@ -12,6 +12,15 @@
  *    after its replies; it ends counted exactly once as accepted, rejected
  *    or (closed first) an error;
  *  - completions carry op and slot in user_data, never a pointer.
+ * With --starttls every session goes through STARTTLS (the engine's
+ * REQUIRED mode: a server that does not offer it, or a failed handshake,
+ * is a session error) and then speaks through a net/tls.h connection over
+ * memory buffers: the same sendmsg slices are encrypted into the TLS
+ * connection's send buffer (up to one record's worth per send), and
+ * received ciphertext is pushed into it and read back as plaintext for the
+ * engine. The server's certificate is not verified: a load generator
+ * measures, it does not trust. A session's TLS connection lives until the
+ * worker ends (a send may still reference its buffer after the close).
  * Panics on nothing: a session that fails is closed and counted.
  */
 #define _GNU_SOURCE
@@ -20,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -33,12 +43,14 @@
 
 #include "core/smtp_client.h"
 #include "net/ring.h"
+#include "net/tls.h"
 
 #define BLAST_OUT 8192
 #define BLAST_IN 4096
 #define BLAST_HDR 1536
 #define BLAST_IDLE_US (60ll * 1000000) /* a session silent this long fails */
 #define BLAST_WAIT_MS 100
+#define BLAST_TLS_COALESCE 512 /* ciphertext below this waits for more records */
 
 enum blast_op { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_CLOSE };
 enum bconn_state { B_CONNECTING = 0, B_OPEN, B_CLOSING, B_DONE };
@@ -53,12 +65,15 @@ struct bconn {
 	bool in_msg;
 	bool msg_ok, msg_rej;
 	bool parked;         /* waiting for --rate */
+	bool handshake;      /* STARTTLS accepted, TLS handshake under way */
 	int64_t due_us;      /* parked until */
 	int64_t start_us;    /* the message's first command */
 	int64_t active_us;   /* last completion */
 	uint64_t msgno;
 	struct smtp_client cl;
 	struct buf out;
+	struct tls_conn *tls; /* after STARTTLS; NULL before */
+	const char *ip;       /* input for the engine: in[], or TLS plaintext */
 	size_t inoff, inlen;
 	struct iovec iov[4];
 	int niov;
@@ -100,6 +115,8 @@ struct blast {
 	struct worker *w;
 	unsigned nw;
 	struct smtp_client_cfg ccfg;
+	struct tls_ctx *tls;  /* --starttls: a client context, no verification */
+	const char *sni;      /* the target's name for SNI; NULL for an address */
 };
 
 #define PUB(w, f, n) __atomic_store_n(&(w)->r.f, (w)->r.f + (n), __ATOMIC_RELAXED)
@@ -222,8 +239,59 @@ static struct io_uring_sqe *conn_sqe(struct worker *w, struct bconn *c, unsigned
 	return sqe;
 }
 
-/* send_start - send out (and, when given, more slices after it) */
-static void send_start(struct worker *w, struct bconn *c, const struct iovec *more, int nmore)
+/* send_iov - sendmsg of the slices left in c->iov */
+static void send_iov(struct worker *w, struct bconn *c)
+{
+	memset(&c->mh, 0, sizeof c->mh);
+	c->mh.msg_iov = c->iov;
+	c->mh.msg_iovlen = (size_t)c->niov;
+	io_uring_prep_sendmsg(conn_sqe(w, c, OP_SEND), c->fd, &c->mh, MSG_NOSIGNAL);
+	c->sending = true;
+}
+
+/* iov_advance - drop the first n bytes of c->iov */
+static void iov_advance(struct bconn *c, size_t n)
+{
+	int i = 0;
+
+	while (i < c->niov && n >= c->iov[i].iov_len)
+		n -= c->iov[i++].iov_len;
+	memmove(c->iov, c->iov + i, (size_t)(c->niov - i) * sizeof *c->iov);
+	c->niov -= i;
+	if (c->niov > 0) {
+		c->iov[0].iov_base = (char *)c->iov[0].iov_base + n;
+		c->iov[0].iov_len -= n;
+	}
+}
+
+/* tls_send - encrypt up to one record's worth of the slices left in c->iov
+ * (when little ciphertext waits, so small records share a send) and send
+ * the ciphertext: 1 a send started, 0 nothing left, -1 the library failed */
+static int tls_send(struct worker *w, struct bconn *c)
+{
+	struct slice s = tls_conn_out(c->tls);
+
+	if (s.len < BLAST_TLS_COALESCE) {
+		size_t budget = TLS_PLAIN_SIZE;
+		while (c->niov > 0 && budget > 0) {
+			size_t n = c->iov[0].iov_len < budget ? c->iov[0].iov_len : budget;
+			if (tls_conn_write(c->tls, c->iov[0].iov_base, n) != RM_OK)
+				return -1;
+			iov_advance(c, n);
+			budget -= n;
+		}
+		s = tls_conn_out(c->tls);
+	}
+	if (s.len == 0)
+		return 0;
+	io_uring_prep_send(conn_sqe(w, c, OP_SEND), c->fd, s.ptr, s.len, MSG_NOSIGNAL);
+	c->sending = true;
+	return 1;
+}
+
+/* send_start - send out (and, when given, more slices after it), through
+ * the session's TLS connection once it has one; false when that failed */
+static bool send_start(struct worker *w, struct bconn *c, const struct iovec *more, int nmore)
 {
 	c->niov = 0;
 	if (c->out.len)
@@ -231,15 +299,22 @@ static void send_start(struct worker *w, struct bconn *c, const struct iovec *mo
 	for (int i = 0; i < nmore; i++)
 		if (more[i].iov_len)
 			c->iov[c->niov++] = more[i];
+	if (c->tls != NULL)
+		return tls_send(w, c) >= 0;
 	if (c->niov == 0) {
 		c->out.len = 0;
-		return;
+		return true;
 	}
-	memset(&c->mh, 0, sizeof c->mh);
-	c->mh.msg_iov = c->iov;
-	c->mh.msg_iovlen = (size_t)c->niov;
-	io_uring_prep_sendmsg(conn_sqe(w, c, OP_SEND), c->fd, &c->mh, MSG_NOSIGNAL);
-	c->sending = true;
+	send_iov(w, c);
+	return true;
+}
+
+/* recv_arm - wait for the server's next bytes */
+static void recv_arm(struct worker *w, struct bconn *c)
+{
+	c->inoff = c->inlen = 0;
+	io_uring_prep_recv(conn_sqe(w, c, OP_RECV), c->fd, c->in, sizeof c->in, 0);
+	c->recv_armed = true;
 }
 
 /* conn_close - close c's socket (once) */
@@ -252,11 +327,12 @@ static void conn_close(struct worker *w, struct bconn *c)
 	io_uring_prep_close(conn_sqe(w, c, OP_CLOSE), c->fd);
 }
 
-/* conn_fail - the session is lost: a message in flight is an error */
+/* conn_fail - the session is lost: a message in flight, or a TLS
+ * handshake under way, is an error */
 static void conn_fail(struct worker *w, struct bconn *c)
 {
-	if (c->in_msg) {
-		c->in_msg = false;
+	if (c->in_msg || c->handshake) {
+		c->in_msg = c->handshake = false;
 		PUB(w, errors, 1);
 	}
 	conn_close(w, c);
@@ -309,31 +385,88 @@ static bool msg_next(struct worker *w, struct bconn *c, int64_t now)
 	return false;
 }
 
+static void pump(struct worker *w, struct bconn *c, int64_t now);
+
+/* tls_step - advance the handshake with the ciphertext pushed so far;
+ * once done the engine sends EHLO again (RFC 3207 §4.2) */
+static void tls_step(struct worker *w, struct bconn *c, int64_t now)
+{
+	int rc = tls_conn_handshake(c->tls);
+
+	if (rc == RM_OK) {
+		c->handshake = false;
+		smtp_client_tls_started(&c->cl, true);
+		pump(w, c, now); /* the client's last flight goes out with EHLO */
+		return;
+	}
+	if (rc != RM_AGAIN || (!c->sending && tls_send(w, c) < 0)) {
+		conn_fail(w, c);
+		return;
+	}
+	if (!c->recv_armed)
+		recv_arm(w, c);
+}
+
+/* tls_start - STARTTLS was accepted: a TLS connection and its first flight */
+static void tls_start(struct worker *w, struct bconn *c, int64_t now)
+{
+	/* RFC 3207 §5: whatever the server sent after its 220 is dropped. */
+	c->inoff = c->inlen;
+	c->handshake = true;
+	c->tls = tls_conn_new(w->b->tls, w->b->sni);
+	if (c->tls == NULL) {
+		conn_fail(w, c);
+		return;
+	}
+	tls_step(w, c, now);
+}
+
+/* input_more - with TLS, the next plaintext for the engine: true when
+ * there is some, false when a recv must bring more (or the session failed) */
+static bool input_more(struct worker *w, struct bconn *c)
+{
+	struct slice p;
+
+	if (c->tls == NULL || c->inoff != c->inlen)
+		return false;
+	int rc = tls_conn_read(c->tls, &p);
+	if (rc == RM_OK) {
+		c->ip = p.ptr;
+		c->inoff = 0;
+		c->inlen = p.len;
+		return true;
+	}
+	if (rc != RM_AGAIN)
+		conn_fail(w, c); /* a bad record, or close_notify mid-session */
+	return false;
+}
+
 /* pump - feed the engine until it waits for the network */
 static void pump(struct worker *w, struct bconn *c, int64_t now)
 {
 	struct blast *b = w->b;
 
-	while (c->state == B_OPEN && !c->sending && !c->parked) {
+	while (c->state == B_OPEN && !c->sending && !c->parked && !c->handshake) {
 		size_t used = 0;
-		enum smtp_client_ev ev = smtp_client_feed(&c->cl, c->in + c->inoff, c->inlen - c->inoff, &used,
+		enum smtp_client_ev ev = smtp_client_feed(&c->cl, c->ip + c->inoff, c->inlen - c->inoff, &used,
 							  &c->out);
 		c->inoff += used;
 		const struct smtp_reply *r;
 		switch (ev) {
 		case SMTP_CL_NONE:
-			if (c->out.len) {
-				send_start(w, c, NULL, 0);
+			if (c->out.len || (c->tls != NULL && tls_conn_out_pending(c->tls))) {
+				if (!send_start(w, c, NULL, 0))
+					conn_fail(w, c);
 				break;
 			}
-			if (c->inoff == c->inlen && !c->recv_armed) {
-				c->inoff = c->inlen = 0;
-				io_uring_prep_recv(conn_sqe(w, c, OP_RECV), c->fd, c->in, sizeof c->in, 0);
-				c->recv_armed = true;
-			}
+			if (input_more(w, c))
+				break;
+			if (c->state == B_OPEN && c->inoff == c->inlen && !c->recv_armed)
+				recv_arm(w, c);
 			return;
 		case SMTP_CL_FLUSH:
-			send_start(w, c, NULL, 0);
+			if (!send_start(w, c, NULL, 0))
+				conn_fail(w, c);
 			break;
 		case SMTP_CL_READY:
 			msg_end(w, c, now);
@@ -355,31 +488,36 @@ static void pump(struct worker *w, struct bconn *c, int64_t now)
 		case SMTP_CL_BODY: {
 			struct iovec body[3] = { { c->hdr, c->hdrlen }, msg_tail(b, c), { (void *)".\r\n", 3 } };
 			if (smtp_client_bdat_mode(&c->cl)) {
-				if (smtp_client_bdat(&c->cl, &c->out, c->msg.size, true) != RM_OK) {
+				if (smtp_client_bdat(&c->cl, &c->out, c->msg.size, true) != RM_OK ||
+				    !send_start(w, c, body, 2)) {
 					conn_fail(w, c);
 					return;
 				}
-				send_start(w, c, body, 2);
 			} else {
 				c->body_sent_due = true;
-				send_start(w, c, body, 3);
+				if (!send_start(w, c, body, 3)) {
+					conn_fail(w, c);
+					return;
+				}
 			}
 			break;
 		}
 		case SMTP_CL_STARTTLS:
-			conn_fail(w, c); /* never asked for: TLS is refused at start-up */
+			tls_start(w, c, now);
 			return;
-		case SMTP_CL_CLOSE:
-			if (c->in_msg) {
+		case SMTP_CL_CLOSE: {
+			/* --starttls against a server without it (or refusing it)
+			 * is a failed session even with no message started. */
+			enum smtp_client_fail f = smtp_client_fail(&c->cl);
+			if (c->in_msg || f == SMTP_CLIENT_FAIL_TLS_UNAVAILABLE || f == SMTP_CLIENT_FAIL_TLS_FAILED) {
 				c->in_msg = false;
 				PUB(w, errors, 1);
 			}
 			c->close_after = true;
-			if (c->out.len)
-				send_start(w, c, NULL, 0);
-			else
+			if (!c->out.len || !send_start(w, c, NULL, 0) || !c->sending)
 				conn_close(w, c);
 			return;
+		}
 		}
 	}
 }
@@ -392,27 +530,30 @@ static void on_send(struct worker *w, struct bconn *c, int res, int64_t now)
 		conn_fail(w, c);
 		return;
 	}
-	size_t left = (size_t)res;
-	int i = 0;
-	while (i < c->niov && left >= c->iov[i].iov_len)
-		left -= c->iov[i++].iov_len;
-	if (i < c->niov) {
-		/* A short send: the rest goes out before anything else. */
-		memmove(c->iov, c->iov + i, (size_t)(c->niov - i) * sizeof *c->iov);
-		c->niov -= i;
-		c->iov[0].iov_base = (char *)c->iov[0].iov_base + left;
-		c->iov[0].iov_len -= left;
-		c->mh.msg_iov = c->iov;
-		c->mh.msg_iovlen = (size_t)c->niov;
-		io_uring_prep_sendmsg(conn_sqe(w, c, OP_SEND), c->fd, &c->mh, MSG_NOSIGNAL);
-		c->sending = true;
-		return;
+	if (c->tls != NULL) {
+		/* The ciphertext went (partly); more of it, or more slices to
+		 * encrypt, go out before anything else. */
+		tls_conn_sent(c->tls, (size_t)res);
+		int st = tls_send(w, c);
+		if (st != 0) {
+			if (st < 0)
+				conn_fail(w, c);
+			return;
+		}
+	} else {
+		iov_advance(c, (size_t)res);
+		if (c->niov > 0) {
+			send_iov(w, c); /* a short send: the rest goes out first */
+			return;
+		}
 	}
 	c->out.len = 0;
 	if (c->close_after) {
 		conn_close(w, c);
 		return;
 	}
+	if (c->handshake)
+		return; /* the handshake goes on when the server answers */
 	if (c->body_sent_due) {
 		c->body_sent_due = false;
 		if (smtp_client_body_sent(&c->cl) != RM_OK) {
@@ -451,6 +592,17 @@ static void on_cqe(struct worker *w, const struct io_uring_cqe *cqe, int64_t now
 			conn_fail(w, c);
 			return;
 		}
+		if (c->tls != NULL) {
+			c->inoff = c->inlen = 0;
+			if (tls_conn_push(c->tls, c->in, (size_t)cqe->res) != RM_OK)
+				conn_fail(w, c);
+			else if (c->handshake)
+				tls_step(w, c, now);
+			else
+				pump(w, c, now);
+			break;
+		}
+		c->ip = c->in;
 		c->inoff = 0;
 		c->inlen = (size_t)cqe->res;
 		pump(w, c, now);
@@ -509,6 +661,7 @@ static void worker_conn(struct worker *w, unsigned i, int64_t now)
 	}
 	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	buf_init(&c->out, c->outmem, sizeof c->outmem);
+	c->ip = c->in;
 	smtp_client_init(&c->cl, &b->ccfg);
 	io_uring_prep_connect(conn_sqe(w, c, OP_CONNECT), c->fd, (const struct sockaddr *)&b->sa, b->salen);
 }
@@ -545,11 +698,12 @@ static void *worker_main(void *arg)
 		io_uring_cq_advance(&w->ring, n);
 		wait = worker_turn_end(w, now);
 	}
-	io_uring_queue_exit(&w->ring);
+	io_uring_queue_exit(&w->ring); /* no send references a buffer any more */
 out:
 	for (unsigned i = 0; i < w->n; i++) {
 		free(w->c[i].rcpt);
 		free(w->c[i].rtext);
+		w->c[i].tls = tls_conn_free(w->c[i].tls);
 	}
 	__atomic_fetch_add(&w->b->finished, 1, __ATOMIC_RELEASE);
 	return NULL;
@@ -575,6 +729,22 @@ static int blast_resolve(struct blast *b, char *err, size_t errlen)
 	return 0;
 }
 
+/* blast_tls - the client context for --starttls: no certificate check
+ * (a load generator measures, it does not trust); SNI only for a name, as
+ * RFC 6066 §3 forbids address literals there */
+static int blast_tls(struct blast *b, char *err, size_t errlen)
+{
+	unsigned char a[sizeof(struct in6_addr)];
+	const char *host = b->o->target.host;
+
+	b->tls = tls_ctx_client_new(false, NULL, err, errlen);
+	if (b->tls == NULL)
+		return -1;
+	bool literal = inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+	b->sni = literal ? NULL : host;
+	return 0;
+}
+
 /* blast_free - free what blast_start made */
 static void blast_free(struct blast *b)
 {
@@ -582,6 +752,7 @@ static void blast_free(struct blast *b)
 		free(b->w[i].c);
 	free(b->w);
 	free(b->body);
+	tls_ctx_unref(b->tls);
 	free(b);
 }
 
@@ -605,8 +776,11 @@ struct blast *blast_start(const struct blast_opts *o, bool messages_given, char 
 		goto nomem;
 	localtime_r(&t, &tm);
 	strftime(b->date, sizeof b->date, "%a, %d %b %Y %H:%M:%S %z", &tm);
-	b->ccfg = (struct smtp_client_cfg){ .helo_name = SLICE_LIT("blast.test"), .tls = SMTP_CLIENT_TLS_NONE,
+	b->ccfg = (struct smtp_client_cfg){ .helo_name = SLICE_LIT("blast.test"),
+					    .tls = o->starttls ? SMTP_CLIENT_TLS_REQUIRED : SMTP_CLIENT_TLS_NONE,
 					    .no_chunking = !o->bdat };
+	if (o->starttls && blast_tls(b, err, errlen) != 0)
+		goto fail;
 	for (unsigned i = 0; i < b->nw; i++) {
 		struct worker *w = &b->w[i];
 		w->b = b;

@@ -3,7 +3,7 @@ independent peer (aiosmtpd), over loopback (CONTRACT.md "ringmta-blast"):
 counts agree with the sink, --json has exactly the contract's keys, exit 1
 when the server refuses, --rcpts and --bdat work, every Message-ID is
 unique, and the messages an independent server receives are well formed
-and exactly --size bytes.
+and exactly --size bytes. --starttls is tested in test_tools_tls.py.
 Run with Debian's /usr/bin/python3 -m pytest; RINGMTA_BUILD names the build.
 """
 import email
@@ -124,11 +124,6 @@ def test_duration_and_rate(sink):
     assert rc == 0
     assert 150 <= out["accepted"] <= 260
     assert 0.9 <= out["seconds"] <= 3
-
-
-def test_starttls_refused_until_tls_exists():
-    r = blast(free_port(), "--starttls")
-    assert r.returncode == 2 and "TLS" in r.stderr
 
 
 def test_against_aiosmtpd(tmp_path):
