@@ -302,7 +302,10 @@ static void ob_queued(void *arg, const struct store_spool_ref *ref, const char *
 
 	if (m == NULL)
 		goto fail;
-	arena_init(&m->a, &rm_alloc_libc, 1 << 12, SPOOL_REC_MAX * 2ull);
+	/* A queued message keeps only its envelope: a typical commit record
+	 * (a few recipients, the Received: header) fits in 1 KiB, larger ones
+	 * take more chunks. A 4 KiB first chunk cost 4.6 KB per queued message. */
+	arena_init(&m->a, &rm_alloc_libc, 1 << 10, SPOOL_REC_MAX * 2ull);
 	snprintf(m->id, sizeof m->id, "%s", id);
 	m->ref = ref;
 	if (spool_msg_load(ref->sp, slice_cstr(m->id), &m->a, &m->env) != RM_OK) {
