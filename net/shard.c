@@ -1828,13 +1828,27 @@ struct net_server *net_server_free(struct net_server *s)
 	return NULL;
 }
 
-/* net_notify_ready - tell systemd we are ready when NOTIFY_SOCKET is set */
-void net_notify_ready(void)
+/* net_notify - send state to systemd when NOTIFY_SOCKET is set */
+static void net_notify(const char *state)
 {
 #ifdef HAVE_SYSTEMD
 	if (getenv("NOTIFY_SOCKET") != NULL)
-		(void)sd_notify(0, "READY=1");
+		(void)sd_notify(0, state);
+#else
+	(void)state;
 #endif
+}
+
+/* net_notify_ready - tell systemd we are ready when NOTIFY_SOCKET is set */
+void net_notify_ready(void)
+{
+	net_notify("READY=1");
+}
+
+/* net_notify_stopping - tell systemd the drain has begun (Type=notify) */
+void net_notify_stopping(void)
+{
+	net_notify("STOPPING=1");
 }
 
 /* net_raise_nofile - raise RLIMIT_NOFILE to at least want descriptors */

@@ -180,6 +180,9 @@ struct net_server *net_server_free(struct net_server *s);
 /* net_notify_ready - tell systemd we are ready when NOTIFY_SOCKET is set */
 void net_notify_ready(void);
 
+/* net_notify_stopping - tell systemd the drain has begun (Type=notify) */
+void net_notify_stopping(void);
+
 /* net_raise_nofile - raise RLIMIT_NOFILE to at least want descriptors */
 RM_MUST_USE int net_raise_nofile(unsigned long want, char *err, size_t errlen);
 

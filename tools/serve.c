@@ -5,7 +5,8 @@
  * shards (each recovers its spool before it accepts), then /readyz 200 and
  * READY=1 to systemd. The calling thread then only handles signals (all are
  * blocked in the shards) and drives the drain: SIGTERM/SIGINT -> /readyz 503
- * at once, --drain-grace seconds of normal service, then new sessions get
+ * and STOPPING=1 to systemd at once, --drain-grace seconds of normal
+ * service, then new sessions get
  * 421 4.3.2 while open ones have at most 30 s to finish, then stop and exit
  * 0. It also refreshes the free-space figure once a second. Exit codes: 0
  * after a drain, 2 on a bad environment
@@ -198,6 +199,7 @@ static void serve_wait(const struct ringmta_opts *o, struct net_server *srv, str
 		if ((sig == SIGTERM || sig == SIGINT) && drain_at == 0) {
 			drain_at = now;
 			metrics_set_ready(m, false);
+			net_notify_stopping();
 			evlog_msg("info", "drain", "signal received: draining");
 		} else if (sig == SIGHUP) {
 			evlog_reopen();
