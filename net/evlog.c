@@ -4,6 +4,8 @@
  * buffer are cut, never split). The format is chosen before threads start
  * and read-only afterwards. Values are escaped for JSON; in text form they
  * are printed as key=value with spaces and control bytes replaced by '_'.
+ * The time stamp's date and seconds are formatted once a second per thread
+ * (a line per message must not cost a strftime each).
  */
 #include "net/evlog.h"
 
@@ -38,11 +40,29 @@ static void line_raw(struct line *l, const char *s, size_t n)
 	l->n += n;
 }
 
+/* line_plain - the length of v's prefix that needs no escaping */
+static size_t line_plain(const char *v)
+{
+	size_t n = 0;
+
+	for (;; n++) {
+		unsigned char c = (unsigned char)v[n];
+		if (c <= 0x20 || c == 0x7f || c == '"' || c == '\\')
+			break;
+	}
+	return n;
+}
+
 /* line_val - append a value, escaped for the format */
 static void line_val(struct line *l, const char *v)
 {
-	for (; *v; v++) {
-		unsigned char c = (unsigned char)*v;
+	while (*v) {
+		size_t run = line_plain(v);
+		line_raw(l, v, run);
+		v += run;
+		if (*v == '\0')
+			break;
+		unsigned char c = (unsigned char)*v++;
 		char esc[8];
 		if (evlog_json) {
 			if (c == '"' || c == '\\') {
@@ -80,18 +100,44 @@ static void line_kv(struct line *l, const char *k, const char *v)
 	}
 }
 
+/* The last second this thread formatted, as "YYYY-MM-DDTHH:MM:SS". */
+struct evlog_sec {
+	time_t sec;
+	size_t n;
+	char s[40];
+};
+static _Thread_local struct evlog_sec evlog_sec = { .sec = -1 };
+
+/* line_time - "YYYY-MM-DDTHH:MM:SS.mmmZ" for ts into t (40 bytes) */
+static void line_time(const struct timespec *ts, char t[40])
+{
+	struct evlog_sec *c = &evlog_sec;
+
+	if (c->sec != ts->tv_sec) {
+		struct tm tm;
+		gmtime_r(&ts->tv_sec, &tm);
+		c->n = strftime(c->s, sizeof c->s - 6, "%Y-%m-%dT%H:%M:%S", &tm);
+		c->sec = ts->tv_sec;
+	}
+	unsigned ms = (unsigned)(ts->tv_nsec / 1000000) % 1000;
+	memcpy(t, c->s, c->n);
+	t[c->n] = '.';
+	t[c->n + 1] = (char)('0' + ms / 100);
+	t[c->n + 2] = (char)('0' + ms / 10 % 10);
+	t[c->n + 3] = (char)('0' + ms % 10);
+	t[c->n + 4] = 'Z';
+	t[c->n + 5] = '\0';
+}
+
 /* line_start - the time stamp, the level and the event name */
 static void line_start(struct line *l, const char *level, const char *event)
 {
 	struct timespec ts;
-	struct tm tm;
 	char t[40];
 
 	l->n = 0;
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	size_t n = strftime(t, sizeof t, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(t + n, sizeof t - n, ".%03ldZ", ts.tv_nsec / 1000000);
+	line_time(&ts, t);
 	line_kv(l, "time", t);
 	line_kv(l, "level", level);
 	line_kv(l, "event", event);
