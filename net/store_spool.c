@@ -2,9 +2,15 @@
  * driven through the shard's io_uring.
  *
  * The spool assigns file offsets and hands out write and sync requests; this
- * store submits each one on the shard's ring as it appears (writev straight
- * from the receive buffers' slices, never a copy of body bytes) and feeds the
- * completions back. At the loop boundary (turn_end) spool_flush asks for one
+ * store collects the writes of a loop turn and submits them at the loop
+ * boundary, coalesced: writes to one file at contiguous offsets (body chunks
+ * and commit records of every session alike) go out as one writev of up to
+ * IOV_MAX iovecs, straight from the receive buffers' slices, never a copy of
+ * body bytes. On ext4 a buffered write cannot be done without blocking, so
+ * io_uring hands every write to an io-wq worker; one writev per turn instead
+ * of one per chunk and commit saves most of those hand-offs (see the
+ * "Receiving relay" section of bench/README.md). Completions are fed back
+ * per request, in offset order. At the loop boundary (turn_end) spool_flush asks for one
  * fdatasync per segment covering every commit whose writes completed in the
  * turn (group commit); a commit is reported to the shard (cb.committed, then
  * the 250) only when the spool says it is durable. A failed write or sync
@@ -20,10 +26,15 @@
  *    queue them, so the WRITE queued by an append is known to be that
  *    append's: its completion releases the caller's buffer (cb.appended);
  *  - an operation slot is indexed by the spool request's slot number (the
- *    spool never has two live requests in one slot); the ring tag is that
- *    index, and the full request id is kept to pass back;
+ *    spool never has two live requests in one slot); the full request id is
+ *    kept to pass back. A coalesced write is a group of slots chained by
+ *    gnext in offset order; its ring tag is the first member's slot, which
+ *    holds the group's iovec array;
+ *  - collected writes are submitted before the loop waits: turn_end (and a
+ *    drain) emits them, so a write never waits for a later turn;
  *  - a short write is resubmitted for its remainder (files on tmpfs or a
- *    nearly full disk write partly before failing with ENOSPC).
+ *    nearly full disk write partly before failing with ENOSPC); when a group
+ *    fails, members wholly inside the written prefix still succeed.
  * Threads: one store per shard, used only by that shard's thread; create
  * blocks (recovery). Body bytes are never copied, so body_copied stays 0.
  */
@@ -46,6 +57,8 @@
 #define SS_MAX_REQUESTS 4096u /* spool requests in flight per shard */
 #define SS_GC_NS (5ull * 1000000000ull)
 #define SS_EXTRA_MAX 64       /* spools of vanished shards one shard adopts */
+#define SS_NO_SLOT UINT32_MAX
+#define SS_IOV_MAX 1024       /* Linux's UIO_MAXIOV: iovecs per writev */
 
 enum ss_kind { SS_FREE = 0, SS_APPEND, SS_WRITE, SS_SYNC };
 
@@ -57,10 +70,15 @@ struct ss_op {
 	uint8_t kind;
 	int fd;
 	uint64_t off;
-	uint64_t len, done;   /* WRITE: bytes wanted and written so far */
+	uint64_t len;         /* WRITE: this request's bytes */
 	const struct iovec *iov;
 	int iovcnt;
-	struct iovec *rest;   /* after a short write: the remaining iovecs */
+	uint32_t gnext;       /* WRITE: the next member of its group */
+	/* The first member of a group: the writev in the kernel. */
+	const struct iovec *giov; /* the unwritten iovecs */
+	struct iovec *gown;   /* giov when allocated here */
+	int giovcnt;
+	uint64_t glen, gdone; /* bytes of the whole group, written so far */
 	uint64_t t0;          /* SYNC: submission time, ns */
 };
 
@@ -89,6 +107,8 @@ struct spool_store {
 	struct ss_op *ops;
 	unsigned nops;
 	unsigned pending;
+	uint32_t *wq;               /* collected writes, in the spool's order */
+	unsigned nwq;
 	struct store_tx *free;
 	struct spool_rcpt *rcpt;    /* commit scratch */
 	size_t rcpt_cap;
@@ -113,21 +133,21 @@ static uint64_t ss_wall_us(void)
 	return (uint64_t)ts.tv_sec * 1000000ull + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* ss_write_sqe - submit the unwritten part of a write */
+/* ss_write_sqe - submit the unwritten part of a group's write */
 static void ss_write_sqe(struct spool_store *ss, uint32_t slot)
 {
 	struct ss_op *op = &ss->ops[slot];
 	struct io_uring_sqe *sqe = ring_sqe(ss->env.ring);
-	const struct iovec *iov = op->rest ? op->rest : op->iov;
 
-	io_uring_prep_writev(sqe, op->fd, iov, (unsigned)op->iovcnt, op->off + op->done);
+	io_uring_prep_writev(sqe, op->fd, op->giov, (unsigned)op->giovcnt, op->off + op->gdone);
 	io_uring_sqe_set_data64(sqe, store_user_data(slot));
 }
 
-/* ss_submit - put every request the spool has queued on the ring; the
- * first WRITE found is tagged as an append of (token, tag) when asked.
- * Returns true when such an append write was submitted. */
-static bool ss_submit(struct spool_store *ss, bool is_append, uint64_t token, uint64_t tag)
+/* ss_collect - take every request the spool has queued: syncs go on the
+ * ring at once, writes wait in wq for ss_emit; the first WRITE found is
+ * tagged as an append of (token, tag) when asked. Returns true when such
+ * an append write was taken. */
+static bool ss_collect(struct spool_store *ss, bool is_append, uint64_t token, uint64_t tag)
 {
 	struct spool_req q;
 	bool took = false;
@@ -159,37 +179,92 @@ static bool ss_submit(struct spool_store *ss, bool is_append, uint64_t token, ui
 		}
 		op->iov = q.iov;
 		op->iovcnt = q.iovcnt;
+		op->gnext = SS_NO_SLOT;
 		for (int i = 0; i < q.iovcnt; i++)
 			op->len += q.iov[i].iov_len;
-		ss_write_sqe(ss, slot);
+		ss->wq[ss->nwq++] = slot; /* nwq <= live slots <= nops */
 	}
 	return took;
 }
 
-/* ss_short_write - a write stopped after res bytes: resubmit the rest;
- * false when the remainder cannot be described (then it fails) */
+/* ss_emit - submit the collected writes: each run of writes to one file at
+ * contiguous offsets becomes one writev of at most SS_IOV_MAX iovecs */
+static void ss_emit(struct spool_store *ss)
+{
+	unsigned i = 0;
+
+	while (i < ss->nwq) {
+		uint32_t h = ss->wq[i];
+		struct ss_op *head = &ss->ops[h], *last = head;
+		int cnt = head->iovcnt;
+		uint64_t len = head->len;
+		unsigned j = i + 1;
+
+		for (; j < ss->nwq; j++) {
+			struct ss_op *m = &ss->ops[ss->wq[j]];
+			if (m->fd != head->fd || m->off != head->off + len || cnt + m->iovcnt > SS_IOV_MAX)
+				break;
+			cnt += m->iovcnt;
+			len += m->len;
+		}
+		struct iovec *v = j - i > 1 ? malloc(sizeof *v * (size_t)cnt) : NULL;
+		if (v == NULL)
+			j = i + 1; /* alone (or out of memory): its own iovecs */
+		head->giov = head->iov;
+		head->giovcnt = head->iovcnt;
+		head->glen = head->len;
+		if (v != NULL) {
+			int k = 0;
+			for (unsigned x = i; x < j; x++) {
+				struct ss_op *m = &ss->ops[ss->wq[x]];
+				memcpy(v + k, m->iov, sizeof *v * (size_t)m->iovcnt);
+				k += m->iovcnt;
+				if (x > i) {
+					last->gnext = ss->wq[x];
+					last = m;
+				}
+			}
+			head->giov = head->gown = v;
+			head->giovcnt = cnt;
+			head->glen = len;
+		}
+		ss_write_sqe(ss, h);
+		i = j;
+	}
+	ss->nwq = 0;
+}
+
+/* ss_submit - collect what the spool has queued and submit it all now */
+static bool ss_submit(struct spool_store *ss, bool is_append, uint64_t token, uint64_t tag)
+{
+	bool took = ss_collect(ss, is_append, token, tag);
+	ss_emit(ss);
+	return took;
+}
+
+/* ss_short_write - a group's write stopped after res more bytes: resubmit
+ * the rest; false when the remainder cannot be described (then it fails) */
 static bool ss_short_write(struct spool_store *ss, uint32_t slot, uint64_t res)
 {
 	struct ss_op *op = &ss->ops[slot];
-	const struct iovec *cur = op->rest ? op->rest : op->iov;
-	struct iovec *v = malloc(sizeof *v * (size_t)op->iovcnt);
+	struct iovec *v = malloc(sizeof *v * (size_t)op->giovcnt);
 	int n = 0;
 
 	if (v == NULL)
 		return false;
-	for (int i = 0; i < op->iovcnt; i++) {
-		if (res >= cur[i].iov_len) {
-			res -= cur[i].iov_len;
+	for (int i = 0; i < op->giovcnt; i++) {
+		if (res >= op->giov[i].iov_len) {
+			res -= op->giov[i].iov_len;
 			continue;
 		}
-		v[n].iov_base = (char *)cur[i].iov_base + res;
-		v[n].iov_len = cur[i].iov_len - res;
+		v[n].iov_base = (char *)op->giov[i].iov_base + res;
+		v[n].iov_len = op->giov[i].iov_len - res;
 		res = 0;
 		n++;
 	}
-	free(op->rest);
-	op->rest = v;
-	op->iovcnt = n;
+	free(op->gown);
+	op->giov = op->gown = v;
+	op->giovcnt = n;
 	ss_write_sqe(ss, slot);
 	return true;
 }
@@ -328,7 +403,10 @@ static void *ss_create(void *global, const struct store_env *env)
 	ss->env = *env;
 	ss->nops = SS_MAX_REQUESTS;
 	ss->ops = calloc(ss->nops, sizeof *ss->ops);
-	if (ss->ops == NULL) {
+	ss->wq = calloc(ss->nops, sizeof *ss->wq);
+	if (ss->ops == NULL || ss->wq == NULL) {
+		free(ss->ops);
+		free(ss->wq);
 		free(ss);
 		return NULL;
 	}
@@ -338,6 +416,7 @@ static void *ss_create(void *global, const struct store_env *env)
 			 rm_strerror(rc));
 		evlog_msg("error", "recovery", line);
 		free(ss->ops);
+		free(ss->wq);
 		free(ss);
 		return NULL;
 	}
@@ -383,12 +462,13 @@ static void ss_destroy(void *st)
 	ss->sp = spool_close(ss->sp);
 	spool_posix_close(&ss->px);
 	for (unsigned i = 0; i < ss->nops; i++)
-		free(ss->ops[i].rest);
+		free(ss->ops[i].gown);
 	for (t = ss->free; t != NULL; t = next) {
 		next = t->next;
 		free(t);
 	}
 	free(ss->ops);
+	free(ss->wq);
 	free(ss->rcpt);
 	free(ss);
 }
@@ -410,7 +490,8 @@ static int ss_begin(void *st, uint64_t token, struct store_tx **tx, char id[STOR
 		ss_tx_put(ss, t);
 		return RM_ENOMEM;
 	}
-	snprintf(id, STORE_QUEUE_ID_MAX, "%s", spool_tx_id(ss->sp, t->stx, ss_wall_us()));
+	_Static_assert(MSGID_LEN < STORE_QUEUE_ID_MAX, "a queue ID fits the caller's buffer");
+	memcpy(id, spool_tx_id(ss->sp, t->stx, ss_wall_us()), MSGID_LEN + 1);
 	*tx = t;
 	return RM_OK;
 }
@@ -427,7 +508,7 @@ static int ss_append(void *st, struct store_tx *tx, const struct iovec *iov, int
 	for (int i = 0; i < n; i++)
 		v[i] = slice_make(iov[i].iov_base, iov[i].iov_len);
 	int rc = spool_tx_append(ss->sp, tx->stx, v, (size_t)n);
-	bool kept = ss_submit(ss, rc == RM_OK, tx->token, tag);
+	bool kept = ss_collect(ss, rc == RM_OK, tx->token, tag);
 	if (rc != RM_OK)
 		return rc == RM_AGAIN ? RM_EIO : rc; /* no request slot: this message fails (451) */
 	return kept ? RM_AGAIN : RM_OK;
@@ -468,7 +549,7 @@ static int ss_commit(void *st, struct store_tx *tx, const struct smtp_tx *env, s
 		.nrcpt = (uint32_t)env->nrcpt,
 	};
 	int rc = spool_tx_commit(ss->sp, tx->stx, &e);
-	(void)ss_submit(ss, false, 0, 0);
+	(void)ss_collect(ss, false, 0, 0);
 	/* Any error but RM_AGAIN has already been reported through the done
 	 * list (turn_end passes it on); RM_AGAIN leaves the transaction ours. */
 	return rc == RM_AGAIN ? RM_EIO : RM_OK;
@@ -500,7 +581,25 @@ static void ss_turn_end(void *st)
 	}
 }
 
-/* ss_complete - a completion of one of our requests */
+/* ss_finish - a request is done: free its slot and tell the spool (res:
+ * bytes or -errno) and, for an append, the caller */
+static void ss_finish(struct spool_store *ss, uint32_t slot, int64_t res)
+{
+	struct ss_op *op = &ss->ops[slot];
+	uint64_t id = op->id, token = op->token, atag = op->append_tag;
+	uint8_t kind = op->kind;
+
+	free(op->gown);
+	op->gown = NULL;
+	op->kind = SS_FREE;
+	ss->pending--;
+	spool_req_done(ss->sp, id, res);
+	if (kind == SS_APPEND)
+		ss->env.cb.appended(ss->env.cb.ctx, token, atag);
+}
+
+/* ss_complete - a completion of one of our requests (a sync, or a write
+ * group: tag is its first member) */
 static void ss_complete(void *st, uint32_t tag, int res, uint32_t flags)
 {
 	struct spool_store *ss = st;
@@ -514,24 +613,29 @@ static void ss_complete(void *st, uint32_t tag, int res, uint32_t flags)
 			SS_STAT_ADD(ss->env.syncs, 1);
 			ss_sync_hist(ss, ss_now_ns() - op->t0);
 		}
-	} else if (res > 0) {
-		op->done += (uint64_t)res;
-		if (op->done < op->len && ss_short_write(ss, tag, (uint64_t)res))
+		ss_finish(ss, tag, res);
+		ss_report(ss);
+		return;
+	}
+	if (res > 0) {
+		op->gdone += (uint64_t)res;
+		if (op->gdone < op->glen && ss_short_write(ss, tag, (uint64_t)res))
 			return;
-		if (op->done < op->len)
+		if (op->gdone < op->glen)
 			res = -ENOMEM;
 	} else if (res == 0) {
 		res = -EIO; /* a write that makes no progress */
 	}
-	uint64_t id = op->id, token = op->token, atag = op->append_tag, len = op->len;
-	uint8_t kind = op->kind;
-	free(op->rest);
-	op->rest = NULL;
-	op->kind = SS_FREE;
-	ss->pending--;
-	spool_req_done(ss->sp, id, kind == SS_SYNC || res < 0 ? (int64_t)res : (int64_t)len);
-	if (kind == SS_APPEND)
-		ss->env.cb.appended(ss->env.cb.ctx, token, atag);
+	/* Members in offset order; a member wholly inside the written prefix
+	 * succeeded even when the rest failed. Read the next member before a
+	 * callback can reuse this slot. */
+	uint64_t base = op->off, done = op->gdone;
+	for (uint32_t m = tag, next; m != SS_NO_SLOT; m = next) {
+		struct ss_op *o = &ss->ops[m];
+		bool ok = res > 0 || o->off + o->len - base <= done;
+		next = o->gnext;
+		ss_finish(ss, m, ok ? (int64_t)o->len : (int64_t)(res < 0 ? res : -EIO));
+	}
 	ss_report(ss);
 }
 
