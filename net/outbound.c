@@ -48,6 +48,7 @@
 #include "net/evlog.h"
 #include "net/ring.h"
 #include "net/store.h"
+#include "queue/mailbox.h"
 #include "queue/msgid.h"
 #include "queue/spool.h"
 
@@ -57,6 +58,7 @@
 #define OB_RBUF 65536
 #define OB_IOV 128
 #define OB_TEXT 256             /* reply text kept per recipient */
+#define OB_CTL_SLOTS 64u        /* control requests waiting per shard */
 
 enum ob_op { O_CONNECT = 1, O_LTIMEOUT, O_RECV, O_SEND, O_READ, O_CLOSE };
 enum ob_state { OC_FREE = 0, OC_CONNECTING, OC_OPEN, OC_CLOSING };
@@ -69,6 +71,7 @@ struct ob_msg {
 	struct arena a;
 	struct spool_env env;
 	uint64_t total;            /* Received: + body */
+	bool deleted;              /* by the control socket: never sent again */
 	struct ob_msg *prev, *next;
 };
 
@@ -135,6 +138,7 @@ struct ob {
 	struct ob_msg *msgs;
 	uint64_t nmsgs;
 	struct ob_dest *dests;
+	struct mbox *ctl;          /* control requests (g->_ctl[shard]) */
 	char err[160];
 };
 
@@ -215,13 +219,42 @@ int outbound_global_init(struct outbound_cfg *g)
 	g->_connect_ms = t ? t : 30000;
 	g->_idle_ms = ob_env_ms("RINGMTA_TEST_OUTBOUND_IDLE_MS", 2000);
 	g->_dtab = sched_dtab_new(&g->sched);
-	return g->_dtab ? RM_OK : RM_ENOMEM;
+	g->_ctl = calloc(MSGID_SHARD_MAX + 1, sizeof *g->_ctl);
+	return g->_dtab && g->_ctl ? RM_OK : RM_ENOMEM;
 }
 
 /* outbound_global_fini - free what init made */
 void outbound_global_fini(struct outbound_cfg *g)
 {
 	g->_dtab = sched_dtab_free(g->_dtab);
+	for (unsigned i = 0; g->_ctl != NULL && i <= MSGID_SHARD_MAX; i++)
+		if (g->_ctl[i] != NULL) {
+			mbox_free(g->_ctl[i]);
+			free(g->_ctl[i]);
+		}
+	free(g->_ctl);
+	g->_ctl = NULL;
+}
+
+/* outbound_ctl_post - hand req to the shard's inbox */
+int outbound_ctl_post(struct outbound_cfg *g, unsigned shard, struct outbound_ctl *req)
+{
+	struct mbox *mb = shard <= MSGID_SHARD_MAX && g->_ctl ? __atomic_load_n(&g->_ctl[shard], __ATOMIC_ACQUIRE)
+							       : NULL;
+	int rc;
+
+	if (mb == NULL)
+		return RM_EINVAL;
+	__atomic_store_n(&req->_result, OUTBOUND_CTL_PENDING, __ATOMIC_RELAXED);
+	rc = mbox_push(mb, (uint64_t)(uintptr_t)req);
+	/* MBOX_WAKE: the shard wakes within SHARD_WAIT_MAX_MS anyway */
+	return rc == RM_AGAIN ? RM_AGAIN : RM_OK;
+}
+
+/* outbound_ctl_result - the shard's answer, or pending */
+int outbound_ctl_result(const struct outbound_ctl *req)
+{
+	return __atomic_load_n(&req->_result, __ATOMIC_ACQUIRE);
 }
 
 /* --- messages and routing ------------------------------------------------------- */
@@ -406,7 +439,16 @@ static void ob_job_done(struct ob *d, struct sched_job *j, struct ob_msg *m, con
 {
 	uint32_t n = j->nrcpt, attempts = j->attempts + 1;
 	size_t one = sizeof(enum sched_rstate) + sizeof(uint32_t) + sizeof(const char *);
-	char *mem = malloc(one * (n ? n : 1));
+	char *mem;
+
+	if (m->deleted) {
+		/* its recipients are journalled deleted: the job just goes */
+		sched_job_drop(d->s, j);
+		if (m->sm.jobs == 0)
+			ob_msg_free(d, m);
+		return;
+	}
+	mem = malloc(one * (n ? n : 1));
 	if (mem == NULL) {
 		/* Nothing is journalled: the recipients are tried again after a
 		 * restart; keep the job out of the way. */
@@ -711,6 +753,10 @@ static bool ob_txn_begin(struct ob *d, struct ob_conn *c, struct sched_job *j)
 	struct ob_msg *m = (struct ob_msg *)(void *)j->msg;
 	const struct smtp_client_caps *caps = smtp_client_caps(&c->cl);
 
+	if (m->deleted) {
+		ob_job_done(d, j, m, NULL, "deleted"); /* dropped, nothing sent */
+		return false;
+	}
 	if (caps->size && caps->size_max && m->total > caps->size_max) {
 		ob_job_fail_all(d, j, 552, "552 5.3.4 message too big for the next hop");
 		return false;
@@ -1006,6 +1052,19 @@ static void *ob_create(void *global, const struct net_deliver_env *env)
 	for (uint32_t i = 0; i < d->nconns; i++)
 		d->free_next[i] = i + 1 < d->nconns ? i + 1 : UINT32_MAX;
 	d->free_head = 0;
+	if (env->shard <= MSGID_SHARD_MAX && d->g->_ctl != NULL) {
+		/* the inbox belongs to the global configuration: a poster may
+		 * still hold it after this shard is gone */
+		d->ctl = __atomic_load_n(&d->g->_ctl[env->shard], __ATOMIC_ACQUIRE);
+		if (d->ctl == NULL && (d->ctl = calloc(1, sizeof *d->ctl)) != NULL) {
+			if (mbox_init(d->ctl, OB_CTL_SLOTS) != RM_OK) {
+				free(d->ctl);
+				d->ctl = NULL;
+			} else {
+				__atomic_store_n(&d->g->_ctl[env->shard], d->ctl, __ATOMIC_RELEASE);
+			}
+		}
+	}
 	return d;
 }
 
@@ -1153,6 +1212,54 @@ static void ob_timeouts(struct ob *d)
 	}
 }
 
+/* --- control requests ---------------------------------------------------------- */
+
+/* ob_ctl_delete - the control socket's DELETE: journal every recipient
+ * deleted, end a transaction of the message in flight, let its jobs drop
+ * as they come up; false when no unfinished message has this ID */
+static bool ob_ctl_delete(struct ob *d, const char *id)
+{
+	struct ob_msg *m = d->msgs;
+	char line[160];
+
+	while (m != NULL && (m->deleted || strcmp(m->id, id) != 0))
+		m = m->next;
+	if (m == NULL)
+		return false;
+	struct spool_jrec jr = { .id = slice_cstr(m->id), .rcpt = SPOOL_RCPT_ALL, .outcome = SPOOL_OUT_DELETED,
+				 .reply = slice_cstr("deleted by ringmta-queue") };
+	if (spool_journal(m->ref->sp, &jr) != RM_OK)
+		evlog_msg("warn", "delete", "journal record not written: the message returns after a restart");
+	m->ref->drain(m->ref->ctx);
+	m->deleted = true;
+	snprintf(line, sizeof line, "message %s deleted", m->id);
+	evlog_msg("info", "delete", line);
+	/* A transaction of it stops before its end of data can be sent. The
+	 * message stays allocated until its last job is dropped. */
+	for (uint32_t i = 0; i < d->nconns; i++) {
+		struct ob_conn *c = d->conns[i];
+		if (c != NULL && c->state == OC_OPEN && c->m == m && c->job != NULL)
+			ob_conn_end(d, c, "451 4.3.0 message deleted", 0);
+	}
+	return true;
+}
+
+/* ob_ctl_take - answer the requests in the shard's control inbox */
+static void ob_ctl_take(struct ob *d)
+{
+	uint64_t ref;
+
+	while (d->ctl != NULL && mbox_pop(d->ctl, &ref)) {
+		struct outbound_ctl *req = (struct outbound_ctl *)(uintptr_t)ref;
+		int result = OUTBOUND_CTL_DONE;
+		if (req->op == OUTBOUND_CTL_DELETE && !ob_ctl_delete(d, req->id))
+			result = OUTBOUND_CTL_NOTFOUND;
+		else if (req->op == OUTBOUND_CTL_FLUSH)
+			sched_tick(d->s, UINT64_MAX); /* every deferred job is due */
+		__atomic_store_n(&req->_result, result, __ATOMIC_RELEASE);
+	}
+}
+
 /* ob_turn - the loop boundary: due retries, then start what can start */
 static void ob_turn(void *arg, int64_t now_ms)
 {
@@ -1162,6 +1269,7 @@ static void ob_turn(void *arg, int64_t now_ms)
 	d->now = now_ms;
 	if (d->stopped)
 		return;
+	ob_ctl_take(d);
 	ob_timeouts(d);
 	sched_tick(d->s, now);
 	for (struct sched_ldest *ld = sched_work(d->s); ld != NULL; ld = sched_work_next(d->s, ld)) {

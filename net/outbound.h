@@ -18,6 +18,15 @@
  * them. (Handing work to another shard through queue/mailbox.h, for a shard
  * that receives much more than the others, is not done yet.)
  *
+ * Control (ringmta-queue through the daemon's control socket): each shard's
+ * module owns an inbox (queue/mailbox.h) that any thread may post a struct
+ * outbound_ctl to; the shard takes the requests at its loop boundary (it
+ * wakes at least every 250 ms) and answers in the request. DELETE marks the
+ * message deleted, journals SPOOL_OUT_DELETED for every recipient, ends a
+ * transaction of it in flight, and drops each of its jobs from the
+ * scheduler when the job next comes up (taken, retried or finished): none
+ * is sent again. FLUSH makes every deferred job due now.
+ *
  * Test-only environment variables (not part of the contract): 
  * RINGMTA_TEST_OUTBOUND_TIMEOUT_MS replaces every RFC 5321 §4.5.3.2 reply
  * timeout and the connect timeout; RINGMTA_TEST_OUTBOUND_IDLE_MS sets how
@@ -33,6 +42,7 @@
 
 #include "core/err.h"
 #include "net/shard.h"
+#include "queue/msgid.h"
 #include "queue/sched.h"
 
 #define OUTBOUND_ADDRS_MAX 8
@@ -50,12 +60,15 @@ struct outbound_route {
 	struct outbound_hop hop;
 };
 
+struct mbox;
+
 struct outbound_cfg {
 	const char *helo;          /* our host name */
 	const struct outbound_route *routes;
 	size_t nroutes;
 	const struct outbound_hop *smarthost; /* or NULL */
 	uint16_t mx_port;
+	const char *dns;           /* --dns ADDR:PORT, or NULL: /etc/resolv.conf */
 	bool tls_required;         /* --outbound-tls required or verify */
 	struct sched_cfg sched;
 	/* Filled by outbound_global_init: */
@@ -63,6 +76,21 @@ struct outbound_cfg {
 	unsigned _timeout_ms[16];  /* per enum smtp_client_phase */
 	unsigned _connect_ms;
 	unsigned _idle_ms;
+	struct mbox **_ctl;        /* per shard index: its control inbox
+				    * (published by the shard, atomic) */
+};
+
+enum outbound_ctl_op { OUTBOUND_CTL_DELETE = 1, OUTBOUND_CTL_FLUSH };
+
+/* outbound_ctl result: still with the shard, done, no such message */
+enum { OUTBOUND_CTL_PENDING = 0, OUTBOUND_CTL_DONE = 1, OUTBOUND_CTL_NOTFOUND = 2 };
+
+/* A control request; the poster owns it and must keep it alive until its
+ * result is no longer pending (leak it when giving up). */
+struct outbound_ctl {
+	enum outbound_ctl_op op;
+	char id[MSGID_LEN + 1];    /* DELETE: the queue ID, upper case */
+	int _result;               /* atomic */
 };
 
 /* outbound_hop_resolve - host:port into hop (getaddrinfo, blocking: only
@@ -76,6 +104,14 @@ RM_MUST_USE int outbound_global_init(struct outbound_cfg *g);
 
 /* outbound_global_fini - free what init made */
 void outbound_global_fini(struct outbound_cfg *g);
+
+/* outbound_ctl_post - hand req to shard's delivery module; RM_EINVAL when
+ * that shard has none, RM_AGAIN when its inbox is full. Any thread. */
+RM_MUST_USE int outbound_ctl_post(struct outbound_cfg *g, unsigned shard, struct outbound_ctl *req);
+
+/* outbound_ctl_result - OUTBOUND_CTL_PENDING until the shard answered.
+ * Any thread. */
+int outbound_ctl_result(const struct outbound_ctl *req);
 
 /* The shard hooks; global is a struct outbound_cfg. */
 extern const struct net_deliver_ops outbound_ops;

@@ -33,11 +33,17 @@ struct qo_snap {
 	size_t nmsg;
 };
 
+/* qo_fail_to - one line on err; returns exit status 1 */
+static int qo_fail_to(FILE *err, const char *dir, const char *what, const char *why)
+{
+	fprintf(err, "ringmta-queue: %s: %s%s%s\n", dir, what, why ? ": " : "", why ? why : "");
+	return 1;
+}
+
 /* qo_fail - one line on stderr; returns exit status 1 */
 static int qo_fail(const char *dir, const char *what, const char *why)
 {
-	fprintf(stderr, "ringmta-queue: %s: %s%s%s\n", dir, what, why ? ": " : "", why ? why : "");
-	return 1;
+	return qo_fail_to(stderr, dir, what, why);
 }
 
 /* qo_msg_cmp - messages by queue ID */
@@ -66,7 +72,7 @@ static void qo_snap_free(struct qo_snap *s)
 /* qo_snap_load - scan every shard of dir read-only */
 static int qo_snap_load(struct qo_snap *s, const char *dir)
 {
-	static bool present[MSGID_SHARD_MAX + 1];
+	bool present[MSGID_SHARD_MAX + 1] = { false }; /* 1 KiB; the daemon scans again and again */
 	int n, err;
 
 	memset(s, 0, sizeof *s);
@@ -164,7 +170,7 @@ static char *qo_headers(const struct spool_io *io, const struct spool_msg *m, si
 }
 
 /* qo_show - the show command */
-static int qo_show(const struct queue_opts *o)
+static int qo_show(const struct queue_opts *o, FILE *out, FILE *ferr)
 {
 	struct qo_snap s;
 	const struct spool_msg *m;
@@ -173,13 +179,13 @@ static int qo_show(const struct queue_opts *o)
 	int err = qo_snap_load(&s, o->spool), rc = 0;
 
 	if (err != RM_OK) {
-		rc = qo_fail(o->spool, "cannot read the spool", rm_strerror(err));
+		rc = qo_fail_to(ferr, o->spool, "cannot read the spool", rm_strerror(err));
 	} else if (!(m = qo_find(&s, o->id))) {
-		fprintf(stderr, "ringmta-queue: %s: no such message\n", o->id);
+		fprintf(ferr, "ringmta-queue: %s: no such message\n", o->id);
 		rc = 1;
 	} else {
 		hdr = qo_headers(&s.px.io, m, &hlen);
-		queue_print_show(stdout, m, hdr, hlen, o->json);
+		queue_print_show(out, m, hdr, hlen, o->json);
 	}
 	free(hdr);
 	qo_snap_free(&s);
@@ -187,17 +193,17 @@ static int qo_show(const struct queue_opts *o)
 }
 
 /* qo_list_stats - the list and stats commands */
-static int qo_list_stats(const struct queue_opts *o)
+static int qo_list_stats(const struct queue_opts *o, FILE *out, FILE *ferr)
 {
 	struct qo_snap s;
 	int err = qo_snap_load(&s, o->spool), rc = 0;
 
 	if (err != RM_OK)
-		rc = qo_fail(o->spool, "cannot read the spool", rm_strerror(err));
+		rc = qo_fail_to(ferr, o->spool, "cannot read the spool", rm_strerror(err));
 	else if (o->cmd == QUEUE_CMD_LIST)
-		queue_print_list(stdout, s.msg, s.nmsg, o->json);
+		queue_print_list(out, s.msg, s.nmsg, o->json);
 	else
-		queue_print_stats(stdout, s.msg, s.nmsg, o->json);
+		queue_print_stats(out, s.msg, s.nmsg, o->json);
 	qo_snap_free(&s);
 	return rc;
 }
@@ -277,7 +283,7 @@ static int qo_delete(const struct queue_opts *o)
 {
 	char id[MSGID_LEN + 1];
 	struct msgid_parts p;
-	int fd = -1, rc = qo_lock(o, &fd, "deleting through the daemon is not available yet");
+	int fd = -1, rc = qo_lock(o, &fd, "its control socket does not answer");
 
 	if (rc)
 		return rc;
@@ -288,22 +294,35 @@ static int qo_delete(const struct queue_opts *o)
 		rc = qo_delete_locked(o, id, p.shard);
 	}
 	close(fd);
-	if (!rc && o->json)
-		printf("{\"deleted\":\"%s\"}\n", id);
-	else if (!rc)
-		printf("%s deleted\n", id);
+	if (!rc)
+		queue_offline_delete_text(stdout, id, o->json);
 	return rc;
 }
 
 /* qo_flush - the flush command: only a daemon can retry */
 static int qo_flush(const struct queue_opts *o)
 {
-	int fd = -1, rc = qo_lock(o, &fd, "flushing through the daemon is not available yet");
+	int fd = -1, rc = qo_lock(o, &fd, "its control socket does not answer");
 
 	if (rc)
 		return rc;
 	close(fd);
 	return qo_fail(o->spool, "no daemon runs on this spool", "nothing to flush");
+}
+
+/* queue_offline_report - list, show or stats into out and err */
+int queue_offline_report(const struct queue_opts *o, FILE *out, FILE *err)
+{
+	return o->cmd == QUEUE_CMD_SHOW ? qo_show(o, out, err) : qo_list_stats(o, out, err);
+}
+
+/* queue_offline_delete_text - what delete prints once id is deleted */
+void queue_offline_delete_text(FILE *out, const char *id, bool json)
+{
+	if (json)
+		fprintf(out, "{\"deleted\":\"%s\"}\n", id);
+	else
+		fprintf(out, "%s deleted\n", id);
 }
 
 /* queue_offline_run - carry out o's command on the spool files */
@@ -312,12 +331,12 @@ int queue_offline_run(const struct queue_opts *o)
 	int rc;
 
 	switch (o->cmd) {
-	case QUEUE_CMD_SHOW: rc = qo_show(o); break;
 	case QUEUE_CMD_DELETE: rc = qo_delete(o); break;
 	case QUEUE_CMD_FLUSH: rc = qo_flush(o); break;
+	case QUEUE_CMD_SHOW:
 	case QUEUE_CMD_LIST:
 	case QUEUE_CMD_STATS:
-	default: rc = qo_list_stats(o); break;
+	default: rc = queue_offline_report(o, stdout, stderr); break;
 	}
 	if (fflush(stdout) != 0 || ferror(stdout))
 		rc = qo_fail(o->spool, "cannot write the output", strerror(errno));

@@ -1,10 +1,10 @@
 /* ringmta-queue.c - ringmta-queue's composition root: flags and command
- * (tools/queue_opts.c), then the command carried out on the spool files
- * (tools/queue_offline.c). When the daemon grows its control socket, a
- * client for it goes beside the offline reader and is chosen here when the
- * socket answers. Main thread. */
+ * (tools/queue_opts.c), then the command sent to the daemon's control
+ * socket when a daemon answers there (tools/queue_client.c), else carried
+ * out on the spool files (tools/queue_offline.c). Main thread. */
 #include <stdio.h>
 
+#include "tools/queue_client.h"
 #include "tools/queue_offline.h"
 #include "tools/queue_opts.h"
 
@@ -15,5 +15,6 @@ int main(int argc, char **argv)
 
 	if (rc)
 		return rc == 1 ? 0 : 2;
-	return queue_offline_run(&o);
+	rc = queue_client_run(&o);
+	return rc >= 0 ? rc : queue_offline_run(&o);
 }

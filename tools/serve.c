@@ -1,8 +1,9 @@
 /* serve.c - the daemon's composition root: settings -> running shards.
  *
  * Order (CONTRACT.md): probe the kernel, open the HTTP endpoint (/readyz
- * 503), lock the spool, bind every listener, drop privileges, start the
- * shards (each recovers its spool before it accepts), then /readyz 200 and
+ * 503), lock the spool, bind every listener, drop privileges, open the
+ * control socket (tools/serve_control.c), start the shards (each recovers
+ * its spool before it accepts), then /readyz 200 and
  * READY=1 to systemd. The calling thread then only handles signals (all are
  * blocked in the shards) and drives the drain: SIGTERM/SIGINT -> /readyz 503
  * and STOPPING=1 to systemd at once, --drain-grace seconds of normal
@@ -36,6 +37,7 @@
 #include "net/store.h"
 #include "net/tls.h"
 #include "queue/spool.h"
+#include "tools/serve_control.h"
 #include "tools/serve_outbound.h"
 
 #define SERVE_STOP_GRACE_S 30 /* open sessions may finish this long */
@@ -230,6 +232,7 @@ int ringmta_serve(const struct ringmta_opts *o)
 	struct net_listener *listen = NULL;
 	struct policy pol, trusted;
 	struct serve_outbound so = { 0 };
+	struct serve_control *ctl = NULL;
 	struct tls_slot tls = { 0 };
 	struct auth *auth = NULL;
 	sigset_t set;
@@ -316,6 +319,8 @@ int ringmta_serve(const struct ringmta_opts *o)
 		goto out;
 	if (pw != NULL && serve_drop(pw, err, sizeof err) != 0)
 		goto out;
+	if ((ctl = serve_control_start(o->spool, &so.cfg, threads, err, sizeof err)) == NULL)
+		goto out;
 	if (net_server_start(srv, err, sizeof err) != RM_OK)
 		goto out;
 	metrics_set_server(m, srv);
@@ -325,12 +330,14 @@ int ringmta_serve(const struct ringmta_opts *o)
 	evlog_msg("info", "ready", err);
 
 	serve_wait(o, srv, m, &pol, &tls, auth, &set);
+	ctl = serve_control_stop(ctl);
 	net_server_join(srv);
 	evlog_msg("info", "stop", "drained, exiting");
 	rc = 0;
 out:
 	if (rc != 0)
 		serve_fail(err);
+	ctl = serve_control_stop(ctl);
 	metrics_set_server(m, NULL);
 	m = metrics_stop(m);
 	auth = auth_free(auth); /* its workers write to the shards' inboxes */

@@ -220,7 +220,7 @@ def test_while_a_daemon_holds_the_lock(spool):
         assert queue(d, "--json", "stats").returncode == 0
         assert snapshot(d) == before  # read-only
         r = queue(d, "delete", a)
-        assert r.returncode == 1 and b"daemon" in r.stderr and b"not available" in r.stderr
+        assert r.returncode == 1 and b"daemon" in r.stderr and b"control socket" in r.stderr
         r = queue(d, "flush")
         assert r.returncode == 1 and b"daemon" in r.stderr
         assert snapshot(d) == before

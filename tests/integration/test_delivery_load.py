@@ -1,0 +1,249 @@
+"""test_delivery_load.py - delivery under load and under control: real
+binaries over loopback.
+
+- SIGKILL in the middle of a 2000-message burst (ringmta-blast into ringmta
+  relaying to ringmta-sink --dump), restart on the same spool: every
+  acknowledged message arrives (by Message-ID), duplicates are counted.
+- One hot smarthost keeps both shards busy (CPU per shard thread from
+  /proc/PID/task/*/stat; shard threads are the ones pinned to one CPU).
+- ringmta-queue against a running daemon (the control socket): list, show,
+  delete and flush with deferred mail at an aiosmtpd next hop answering 451.
+
+Run with Debian's /usr/bin/python3 -m pytest; RINGMTA_BUILD names the build.
+"""
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+pytest.importorskip("aiosmtpd.controller")
+from test_delivery import Daemon, Handler, Sink, free_port  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("RINGMTA_BUILD", os.path.join(ROOT, "build"))
+BLAST = os.path.join(BUILD, "ringmta-blast")
+SINK = os.path.join(BUILD, "ringmta-sink")
+QUEUE = os.path.join(BUILD, "ringmta-queue")
+MSGID = re.compile(rb"^Message-ID:\s*(<[^>\r\n]*>)", re.M | re.I)
+
+
+class DumpSink:
+    """ringmta-sink --dump DIR on a free port."""
+
+    def __init__(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = os.path.join(self.tmp.name, "dump")
+        os.mkdir(self.dir)
+        self.port = free_port()
+        self.proc = subprocess.Popen([SINK, "--listen", f"127.0.0.1:{self.port}", "--threads", "2",
+                                      "--dump", self.dir], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def ids(self):
+        """Message-IDs of every dumped message (a list: duplicates stay)."""
+        out = []
+        for name in os.listdir(self.dir):
+            if not name.endswith(".eml"):
+                continue
+            with open(os.path.join(self.dir, name), "rb") as f:
+                m = MSGID.search(f.read(8192))
+            if m:
+                out.append(m.group(1))
+        return out
+
+    def wait_ids(self, want, timeout):
+        end = time.time() + timeout
+        while time.time() < end:
+            if len(set(self.ids())) >= want:
+                return True
+            time.sleep(0.2)
+        return False
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.tmp.cleanup()
+
+
+def wait_port(port, timeout=10):
+    import socket
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def blast_json(out):
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+@pytest.fixture
+def dumpsink():
+    s = DumpSink()
+    yield s
+    s.stop()
+
+
+def test_sigkill_mid_load_then_restart_delivers_every_ack(dumpsink, tmp_path):
+    spool = str(tmp_path / "spool")
+    args = ("--smarthost", f"127.0.0.1:{dumpsink.port}", "--retry-schedule", "1")
+    d = Daemon(*args, spool=spool)
+    blast = subprocess.Popen([BLAST, "--target", f"127.0.0.1:{d.port}", "--connections", "50",
+                              "--messages", "2000", "--size", "10240", "--rate", "500", "--json"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Kill in the middle (the rate makes the burst last about 4 s): some
+    # mail delivered, some only queued, sessions in the middle of DATA.
+    end = time.time() + 30
+    while time.time() < end and len(os.listdir(dumpsink.dir)) < 600:
+        time.sleep(0.01)
+    d.proc.send_signal(signal.SIGKILL)
+    d.proc.wait()
+    out, err = blast.communicate(timeout=120)
+    acc = blast_json(out)["accepted"]
+    assert 300 <= acc < 2000, (acc, err)
+    d.stop()
+    d2 = Daemon(*args, spool=spool)
+    try:
+        ok = dumpsink.wait_ids(acc, 60)
+        ids = dumpsink.ids()
+        uniq = set(ids)
+        dups = len(ids) - len(uniq)
+        print(f"accepted {acc}, arrived {len(uniq)} unique, {dups} duplicates")
+        assert ok, f"accepted {acc}, arrived only {len(uniq)}"
+        # what arrived is what was acknowledged, plus at most the few in
+        # flight at the kill (the client never saw their 250)
+        assert len(uniq) <= acc + 50
+        assert dups <= max(50, acc // 20), f"{dups} duplicates"
+    finally:
+        d2.stop()
+
+
+def task_cpu(pid):
+    """{tid: (a shard thread, utime + stime ticks)} of every thread. Shard
+    threads are pinned to one CPU; io_uring's workers (iou-wrk-*) are too,
+    and are told apart by their name."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                cpus = [ln.split()[1] for ln in f if ln.startswith("Cpus_allowed_list")][0]
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                comm = f.read().strip()
+        except OSError:
+            continue
+        pinned = re.fullmatch(r"\d+", cpus) is not None and not comm.startswith("iou-")
+        out[int(tid)] = (pinned, int(fields[11]) + int(fields[12]))
+    return out
+
+
+def test_hot_smarthost_keeps_every_shard_busy(dumpsink):
+    d = Daemon("--smarthost", f"127.0.0.1:{dumpsink.port}", "--threads", "2")
+    try:
+        before = task_cpu(d.proc.pid)
+        r = subprocess.run([BLAST, "--target", f"127.0.0.1:{d.port}", "--connections", "50",
+                            "--messages", "4000", "--size", "4096", "--json"],
+                           capture_output=True, timeout=120)
+        acc = blast_json(r.stdout)["accepted"]
+        assert acc == 4000, r.stderr
+        assert dumpsink.wait_ids(acc, 60)
+        after = task_cpu(d.proc.pid)
+        shards = {t: after[t][1] - before.get(t, (True, 0))[1] for t in after if after[t][0]}
+        assert len(shards) == 2, after
+        top = max(shards.values())
+        print("shard CPU ticks:", shards)
+        assert top > 0
+        for t, ticks in shards.items():
+            assert ticks >= top * 0.25, f"shard thread {t}: {ticks} ticks against {top}"
+    finally:
+        d.stop()
+
+
+class Gate(Handler):
+    """451 to every recipient until opened."""
+
+    def __init__(self):
+        super().__init__()
+        self.open_gate = False
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if not self.open_gate:
+            return "451 4.3.0 not now"
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+
+def queue(spool, *args):
+    return subprocess.run([QUEUE, "--spool", spool, *args], capture_output=True, timeout=30)
+
+
+def test_queue_tool_against_running_daemon(tmp_path):
+    sink = Sink()
+    sink.handler.__class__ = Gate
+    sink.handler.open_gate = False
+    spool = str(tmp_path / "spool")
+    d = Daemon("--smarthost", f"127.0.0.1:{sink.port}", "--retry-schedule", "3600", spool=spool)
+    try:
+        st = os.stat(os.path.join(spool, "control"))
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(spool).st_mode) == 0o700
+        for i in range(3):
+            d.send("a@src.test", [f"r{i}@dst.test"],
+                   f"Subject: q{i}\r\nMessage-ID: <q{i}@src.test>\r\n\r\nbody {i}\r\n".encode())
+        # wait until all three were tried once and deferred
+        end = time.time() + 15
+        while time.time() < end:
+            lines = queue(spool, "list").stdout.decode().splitlines()
+            if len(lines) == 3 and all("451" in ln for ln in lines):
+                break
+            time.sleep(0.1)
+        assert len(lines) == 3 and all(" 451 " in ln and ln.endswith("not now") for ln in lines), lines
+        js = json.loads(queue(spool, "--json", "list").stdout)
+        assert len(js) == 3
+        for m in js:
+            (r,) = m["recipients"]
+            assert r["state"] == "deferred" and r["last_reply"].startswith("451")
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", r["next_attempt"])
+        ids = [m["id"] for m in js]
+        # show through the daemon
+        sh = queue(spool, "show", ids[0])
+        assert sh.returncode == 0 and b"451 " in sh.stdout and b"not now" in sh.stdout and b"Message-ID: <q" in sh.stdout
+        # delete one: gone from the list, a second delete fails
+        victim = queue(spool, "show", ids[1]).stdout
+        vid = re.search(rb"Message-ID: (<q\d@src.test>)", victim).group(1)
+        dl = queue(spool, "delete", ids[1])
+        assert dl.returncode == 0 and dl.stdout.decode().strip() == f"{ids[1]} deleted", dl
+        assert queue(spool, "delete", ids[1]).returncode == 1
+        assert queue(spool, "delete", "0000000000000000").returncode == 1
+        left = [ln.split()[0] for ln in queue(spool, "list").stdout.decode().splitlines()]
+        assert sorted(left) == sorted([ids[0], ids[2]])
+        # flush: delivered now, not in an hour; the deleted one never
+        sink.handler.open_gate = True
+        t0 = time.time()
+        fl = queue(spool, "flush")
+        assert fl.returncode == 0, fl
+        assert sink.wait(2, timeout=10), "flush did not deliver the deferred mail"
+        assert time.time() - t0 < 10
+        time.sleep(1.5)
+        got = [re.search(rb"Message-ID: (<[^>]*>)", m[2]).group(1) for m in sink.handler.messages]
+        assert len(got) == 2 and vid not in got, got
+        assert queue(spool, "list").stdout == b""
+    finally:
+        d.stop()
+        sink.stop()
+    # no daemon: flush says so and fails; the socket is gone
+    r = queue(spool, "flush")
+    assert r.returncode == 1 and b"no daemon" in r.stderr
+    assert not os.path.exists(os.path.join(spool, "control"))
