@@ -247,3 +247,46 @@ def test_queue_tool_against_running_daemon(tmp_path):
     r = queue(spool, "flush")
     assert r.returncode == 1 and b"no daemon" in r.stderr
     assert not os.path.exists(os.path.join(spool, "control"))
+
+
+def control(spool, data, shut=True):
+    """Raw bytes to the control socket; the whole answer."""
+    import socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(os.path.join(spool, "control"))
+        s.sendall(data)
+        if shut:
+            s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            try:
+                b = s.recv(65536)
+            except ConnectionResetError:  # closed with our junk unread
+                return out
+            if not b:
+                return out
+            out += b
+
+
+def test_control_socket_bad_requests(tmp_path):
+    spool = str(tmp_path / "spool")
+    d = Daemon("--smarthost", "127.0.0.1:9", spool=spool)
+    try:
+        for bad in (b"\n", b"NOPE\n", b"SHOW\n", b"DELETE\n", b"\x00\xff\x01 junk\r\n",
+                    b"DELETE " + b"A" * 200 + b"\n", b"SHOW ../../etc/passwd\n",
+                    b"DELETE 0000000000000000\n", b"LIST", b"X" * 5000):
+            ans = control(spool, bad)
+            if ans:
+                head, _, rest = ans.partition(b"\n")
+                st, olen, elen = (int(x) for x in head.split())
+                assert st in (1, 2) and olen + elen == len(rest), (bad, ans)
+            else:
+                assert not bad.endswith(b"\n") or len(bad) > 256, bad
+        # still serving, in both formats
+        ans = control(spool, b"list json\n")
+        assert ans == b"0 3 0\n[]\n", ans
+        assert control(spool, b"STATS\n").startswith(b"0 ")
+        assert d.proc.poll() is None
+    finally:
+        d.stop()
