@@ -35,6 +35,7 @@ struct io_uring;
 struct store_tx;
 struct spool;
 struct spool_msg;
+struct spool_env;
 
 /* A spool as the delivery module sees it: after queueing requests on sp
  * (spool_journal) it calls drain(ctx) at once, which submits them (on the
@@ -43,6 +44,13 @@ struct store_spool_ref {
 	struct spool *sp;
 	void (*drain)(void *ctx);
 	void *ctx;
+	/* inject - queue a message made locally (a DSN) on the shard's own
+	 * spool: body[0..n) is copied, env is the envelope (its received
+	 * slice may be empty). Group-committed like a received message and,
+	 * once durable, handed to the delivery module like one. RM_OK or an
+	 * error (nothing queued). */
+	int (*inject)(void *ictx, const struct slice *body, size_t n, const struct spool_env *env);
+	void *ictx;
 };
 
 #define STORE_QUEUE_ID_MAX 32

@@ -17,6 +17,15 @@
  * reports RM_ELIMIT (ENOSPC, EDQUOT: 452 4.3.1) or RM_EIO (451 4.3.0) for
  * the transactions it touched; earlier acknowledged messages are untouched.
  *
+ * Local injection (ref.inject): a message made here, a delivery status
+ * notification, is copied into one buffer its transaction owns, appended
+ * and committed like a received one, joins the turn's group fdatasync and,
+ * once durable, goes to the delivery module through env.queued; the shard
+ * hears nothing of it (no session waits for a 250). The buffer is freed
+ * when the commit is durable (every write of it has completed); after a
+ * failure a write of it may still be in the kernel, so it is left behind
+ * (a disk error, and a few kilobytes).
+ *
  * create runs the spool's recovery (before the shard arms its listeners, so
  * the daemon is not ready until every shard has recovered) and keeps the
  * unfinished messages for the delivery scheduler.
@@ -85,6 +94,8 @@ struct ss_op {
 struct store_tx {
 	struct spool_tx *stx;
 	uint64_t token;
+	bool local;            /* injected: no session waits for it */
+	void *own;             /* injected: its bytes */
 	struct store_tx *next; /* free list */
 };
 
@@ -291,6 +302,14 @@ static void ss_tx_put(struct spool_store *ss, struct store_tx *t)
 	ss->free = t;
 }
 
+/* ss_local_failed - an injected message did not become durable */
+static void ss_local_failed(const char *id, int status)
+{
+	char line[128];
+	snprintf(line, sizeof line, "local message %s not queued: %s", id, rm_strerror(status));
+	evlog_msg("error", "spool", line);
+}
+
 /* ss_report - tell the shard about every commit the spool has finished */
 static void ss_report(struct spool_store *ss)
 {
@@ -299,8 +318,15 @@ static void ss_report(struct spool_store *ss)
 	while (spool_done_next(ss->sp, &d)) {
 		struct store_tx *t = d.cookie;
 		uint64_t token = t->token;
+		bool local = t->local;
+		if (local && d.status == 0)
+			free(t->own);
+		else if (local)
+			ss_local_failed(d.id, d.status);
+		t->own = NULL;
 		ss_tx_put(ss, t);
-		ss->env.cb.committed(ss->env.cb.ctx, token, d.status);
+		if (!local)
+			ss->env.cb.committed(ss->env.cb.ctx, token, d.status);
 		if (d.status == 0 && ss->env.queued != NULL)
 			ss->env.queued(ss->env.qctx, &ss->ref, d.id, NULL);
 	}
@@ -319,6 +345,59 @@ static void ss_drain_extra(void *ctx)
 	struct ss_extra *x = ctx;
 	spool_flush(x->sp);
 	spool_run(x->sp);
+}
+
+/* ss_inject - queue a locally made message (ref.inject): the body is
+ * copied, the commit joins the turn's group fdatasync */
+static int ss_inject(void *ctx, const struct slice *body, size_t n, const struct spool_env *env)
+{
+	struct spool_store *ss = ctx;
+	struct store_tx *t = ss->free;
+	size_t len = 0, at = 0;
+
+	for (size_t i = 0; i < n; i++)
+		len += body[i].len;
+	char *mem = malloc(len ? len : 1);
+	if (mem == NULL)
+		return RM_ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		memcpy(mem + at, body[i].ptr, body[i].len);
+		at += body[i].len;
+	}
+	if (t != NULL)
+		ss->free = t->next;
+	else if ((t = malloc(sizeof *t)) == NULL) {
+		free(mem);
+		return RM_ENOMEM;
+	}
+	*t = (struct store_tx){ .local = true };
+	t->stx = spool_tx_begin(ss->sp, t);
+	if (t->stx == NULL) {
+		ss_tx_put(ss, t);
+		free(mem);
+		return RM_ENOMEM;
+	}
+	(void)spool_tx_id(ss->sp, t->stx, ss_wall_us());
+	struct slice v = slice_make(mem, len);
+	int rc = spool_tx_append(ss->sp, t->stx, &v, 1);
+	if (rc != RM_OK) {
+		/* nothing of it was queued */
+		spool_tx_abort(ss->sp, t->stx);
+		ss_tx_put(ss, t);
+		free(mem);
+		return rc;
+	}
+	rc = spool_tx_commit(ss->sp, t->stx, env);
+	if (rc == RM_OK) {
+		t->own = mem; /* freed when the commit is reported durable */
+	} else if (rc == RM_AGAIN) {
+		spool_tx_abort(ss->sp, t->stx);
+		ss_tx_put(ss, t);
+	}
+	/* On an error the done list reports the transaction. mem may still be
+	 * in a write in the kernel: left behind. */
+	(void)ss_submit(ss, false, 0, 0);
+	return rc;
 }
 
 /* ss_hand_over - give the delivery module every recovered message */
@@ -436,9 +515,10 @@ static void *ss_create(void *global, const struct store_env *env)
 		ss_log_recovery(env->shard, id, &x->rec);
 		ss->nextra++;
 	}
-	ss->ref = (struct store_spool_ref){ ss->sp, ss_drain, ss };
+	ss->ref = (struct store_spool_ref){ ss->sp, ss_drain, ss, ss_inject, ss };
 	for (size_t i = 0; i < ss->nextra; i++)
-		ss->extra[i].ref = (struct store_spool_ref){ ss->extra[i].sp, ss_drain_extra, &ss->extra[i] };
+		ss->extra[i].ref = (struct store_spool_ref){ ss->extra[i].sp, ss_drain_extra, &ss->extra[i],
+							     ss_inject, ss };
 	ss_hand_over(ss);
 	ss->gc_at = ss_now_ns() + SS_GC_NS;
 	return ss;
@@ -484,6 +564,8 @@ static int ss_begin(void *st, uint64_t token, struct store_tx **tx, char id[STOR
 	else if ((t = malloc(sizeof *t)) == NULL)
 		return RM_ENOMEM;
 	t->token = token;
+	t->local = false;
+	t->own = NULL;
 	t->next = NULL;
 	t->stx = spool_tx_begin(ss->sp, t);
 	if (t->stx == NULL) {
