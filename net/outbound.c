@@ -19,8 +19,18 @@
  * Outcomes per recipient: 2xx delivered, 5xx bounced, anything else (4xx,
  * connection lost, timeout) deferred per the retry schedule with the reply
  * kept, past the queue lifetime expired. Each goes to the spool's journal,
- * a log line and the shard's counters. DSN generation for bounces is not
- * wired yet: a bounced recipient is journalled and logged only.
+ * a log line and the shard's counters. Recipients that end bounced or
+ * expired (and, under NOTIFY=SUCCESS, those relayed to a hop without DSN)
+ * are gathered on the message; when none of its jobs is in flight any
+ * more (the delivery round is over) they become one report
+ * (net/outbound_dsn.h), queued through the spool as a new message.
+ * MX: a destination without a route or smarthost is "mx:DOMAIN"; its hosts
+ * come from net/dns.h, hosted under this module's ring op (O_DNS), looked
+ * up when jobs are ready and kept OB_MX_KEEP_MS; each new connection takes
+ * the addresses in preference order (equal preferences in a random order
+ * per connection) on --mx-port and falls back to the next one on a failed
+ * connection or a 4xx greeting. A null MX or NXDOMAIN fails the recipients
+ * permanently (a bounce), a temporary DNS failure defers them.
  * Timeouts: a deadline per connection from smtp_client_phase; the turn
  * scans the (few) connections; an expired one is shut down, which ends its
  * recv. The connect has a linked timeout.
@@ -46,7 +56,9 @@
 
 #include "core/arena.h"
 #include "core/smtp_client.h"
+#include "net/dns.h"
 #include "net/evlog.h"
+#include "net/outbound_dsn.h"
 #include "net/ring.h"
 #include "net/store.h"
 #include "queue/mailbox.h"
@@ -59,6 +71,8 @@
 #define OB_RBUF 65536
 #define OB_IOV 128
 #define OB_TEXT 256             /* reply text kept per recipient */
+#define OB_MX_KEEP_MS 60000     /* an MX answer (or a permanent failure) is kept */
+#define O_DNS 15u               /* the resolver's operations (net/dns.h ud_base) */
 #define OB_CTL_SLOTS 64u        /* control requests waiting per shard */
 
 enum ob_op { O_CONNECT = 1, O_LTIMEOUT, O_RECV, O_SEND, O_READ, O_CLOSE };
@@ -72,13 +86,26 @@ struct ob_msg {
 	struct arena a;
 	struct spool_env env;
 	uint64_t total;            /* Received: + body */
+	uint32_t busy;             /* jobs taken and not yet finished */
+	struct outbound_dsn_item *dsn; /* outcomes for this round's report */
+	uint32_t ndsn;
 	bool deleted;              /* by the control socket: never sent again */
 	struct ob_msg *prev, *next;
 };
 
 /* A shard's per-destination state, hung on sched_ldest.user. */
+enum ob_mx_state { MX_NONE = 0, MX_PENDING, MX_OK, MX_FAIL };
+
 struct ob_dest {
 	const struct outbound_hop *hop; /* NULL: MX (needs DNS) */
+	/* MX only: the last answer */
+	struct ob *ob;
+	uint8_t mx_state;
+	int64_t mx_until;          /* ms: MX_OK and MX_FAIL hold until then */
+	struct outbound_hop mx;    /* addresses in preference order */
+	uint16_t mx_pref[OUTBOUND_ADDRS_MAX];
+	unsigned mx_code;          /* MX_FAIL: code and reply */
+	char mx_text[OB_TEXT];
 	struct ob_conn *idle;
 	struct ob_dest *next;      /* every one of the shard's, to free */
 };
@@ -98,6 +125,7 @@ struct ob_conn {
 	size_t addr_i;
 	struct sched_ldest *ld;
 	struct ob_dest *od;
+	const struct outbound_hop *hop; /* od's, or mxhop */
 	struct ob_conn *idle_next;
 	int64_t deadline;          /* ms; 0: none */
 	unsigned msgs;
@@ -123,6 +151,7 @@ struct ob_conn {
 	struct msghdr mh;
 	int sn, si;
 	struct slice sl[OB_IOV];
+	struct outbound_hop mxhop; /* this connection's order of MX addresses */
 };
 
 struct ob {
@@ -139,6 +168,9 @@ struct ob {
 	struct ob_msg *msgs;
 	uint64_t nmsgs;
 	struct ob_dest *dests;
+	struct dns *dns;           /* created at the first MX lookup */
+	bool hop_dsn;              /* the hop of the result in hand offers DSN */
+	uint64_t rng;
 	struct mbox *ctl;          /* control requests (g->_ctl[shard]) */
 	char err[160];
 };
@@ -304,6 +336,7 @@ static struct sched_ldest *ob_ldest(struct ob *d, const char *key, const struct 
 		if (od == NULL)
 			return NULL;
 		od->hop = hop;
+		od->ob = d;
 		od->next = d->dests;
 		d->dests = od;
 		ld->user = od;
@@ -321,6 +354,7 @@ static void ob_msg_free(struct ob *d, struct ob_msg *m)
 	if (m->next)
 		m->next->prev = m->prev;
 	arena_free(&m->a);
+	free(m->dsn);
 	free(m);
 	d->nmsgs--;
 	__atomic_store_n(&d->env.stats->queue_messages, d->nmsgs, __ATOMIC_RELAXED);
@@ -433,6 +467,62 @@ static void ob_log(const struct ob_msg *m, uint32_t r, const char *hop, const ch
 	evlog_delivery(m->id, to, hop, outcome, delay_ms, reply, next_us > now ? (next_us - now + 999999) / 1000000 : 0);
 }
 
+/* ob_dsn_add - keep a recipient's outcome for the message's report when
+ * it is reported on: failed (bounced, expired: Status 4.4.7), or relayed
+ * to a hop that does not pass DSN on (NOTIFY=SUCCESS) */
+static void ob_dsn_add(struct ob *d, struct ob_msg *m, uint32_t r, enum sched_rstate st, const char *text,
+		       const char *hop)
+{
+	enum bounce_action act;
+
+	if (st == SCHED_R_BOUNCED || st == SCHED_R_EXPIRED)
+		act = BOUNCE_FAILED;
+	else if (st == SCHED_R_DELIVERED && !d->hop_dsn && (m->env.rcpt[r].notify & SMTP_NOTIFY_SUCCESS))
+		act = BOUNCE_RELAYED;
+	else
+		return;
+	if (m->dsn == NULL && (m->dsn = calloc(m->env.nrcpt, sizeof *m->dsn)) == NULL) {
+		evlog_msg("error", "bounce", "out of memory: a delivery report is lost");
+		return;
+	}
+	if (m->ndsn >= m->env.nrcpt)
+		return;
+	struct outbound_dsn_item *it = &m->dsn[m->ndsn++];
+	memset(it, 0, sizeof *it);
+	it->rcpt = r;
+	it->action = act;
+	snprintf(it->diag, sizeof it->diag, "%s", text ? text : "");
+	if (strncmp(hop, "mx:", 3) != 0)
+		snprintf(it->remote, sizeof it->remote, "%.200s", hop);
+	if (st == SCHED_R_EXPIRED)
+		snprintf(it->status, sizeof it->status, "4.4.7");
+	else
+		outbound_dsn_status(act, it->diag, it->status);
+}
+
+/* ob_dsn_flush - the round is over: queue the message's report, if any */
+static void ob_dsn_flush(struct ob *d, struct ob_msg *m)
+{
+	int queued = 0;
+	char line[200];
+
+	if (m->ndsn == 0)
+		return;
+	int rc = outbound_dsn_send(m->ref, d->g->helo, &m->env, m->id, m->dsn, m->ndsn, &queued);
+	if (rc != RM_OK)
+		snprintf(line, sizeof line, "message %s: the delivery report could not be queued: %s", m->id,
+			 rm_strerror(rc));
+	else if (queued)
+		snprintf(line, sizeof line, "message %s: delivery report queued for %u recipient(s)", m->id,
+			 m->ndsn);
+	else if (m->env.sender.len == 0)
+		snprintf(line, sizeof line, "message %s from <> not delivered: dropped, never bounced", m->id);
+	else
+		snprintf(line, sizeof line, "message %s: no delivery report (NOTIFY)", m->id);
+	evlog_msg(rc == RM_OK ? "info" : "error", "bounce", line);
+	m->ndsn = 0;
+}
+
 /* ob_job_done - an attempt of job j is over: res[i] for j->rcpt[i]
  * (code 0: no reply, deferred with why); journal, log, count */
 static void ob_job_done(struct ob *d, struct sched_job *j, struct ob_msg *m, const struct ob_res *res,
@@ -505,9 +595,14 @@ static void ob_job_done(struct ob *d, struct sched_job *j, struct ob_msg *m, con
 		if (spool_journal(m->ref->sp, &jr) != RM_OK)
 			evlog_msg("warn", "delivery", "journal record not written: the recipient may be tried again");
 		ob_log(m, rcpt[i], hop, text[i], delay, outcome, jr.next_attempt_us);
+		ob_dsn_add(d, m, rcpt[i], st[i], text[i], hop);
 	}
 	m->ref->drain(m->ref->ctx);
 	free(mem);
+	if (m->busy)
+		m->busy--;
+	if (m->busy == 0 || m->sm.jobs == 0)
+		ob_dsn_flush(d, m);
 	if (m->sm.jobs == 0)
 		ob_msg_free(d, m);
 }
@@ -525,6 +620,15 @@ static void ob_job_fail_all(struct ob *d, struct sched_job *j, unsigned code, co
 		}
 	ob_job_done(d, j, m, res, text);
 	free(res);
+}
+
+/* ob_take - the next ready job of ld, counted in flight on its message */
+static struct sched_job *ob_take(struct ob *d, struct sched_ldest *ld)
+{
+	struct sched_job *j = sched_take(d->s, ld);
+	if (j != NULL)
+		((struct ob_msg *)(void *)j->msg)->busy++;
+	return j;
 }
 
 /* --- connections -------------------------------------------------------------- */
@@ -585,7 +689,7 @@ static struct ob_conn *ob_conn_new(struct ob *d, struct sched_ldest *ld)
  * linked timeout */
 static void ob_connect(struct ob *d, struct ob_conn *c)
 {
-	const struct outbound_hop *hop = c->od->hop;
+	const struct outbound_hop *hop = c->hop;
 	const struct sockaddr_storage *sa = &hop->addr[c->addr_i];
 
 	c->fd = socket(sa->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -608,6 +712,128 @@ static void ob_connect(struct ob *d, struct ob_conn *c)
 	io_uring_prep_link_timeout(sqe, &ts, 0);
 }
 
+/* ob_rand - the module's PRNG (xorshift64*): spreading equal MX preferences */
+static uint64_t ob_rand(struct ob *d)
+{
+	if (d->rng == 0)
+		d->rng = (uint64_t)ob_wall_us() * 0x9e3779b97f4a7c15ull | 1u;
+	d->rng ^= d->rng >> 12;
+	d->rng ^= d->rng << 25;
+	d->rng ^= d->rng >> 27;
+	return d->rng * 0x2545f4914f6cdd1dull;
+}
+
+/* ob_conn_hop - the addresses c tries: the route's, or the MX answer's
+ * with each run of equal preference shuffled (RFC 5321 §5.1) */
+static void ob_conn_hop(struct ob *d, struct ob_conn *c)
+{
+	const struct ob_dest *od = c->od;
+	if (od->hop != NULL) {
+		c->hop = od->hop;
+		return;
+	}
+	c->mxhop = od->mx;
+	c->hop = &c->mxhop;
+	struct outbound_hop *h = &c->mxhop;
+	for (size_t i = 0; i < h->naddr;) {
+		size_t e = i + 1;
+		while (e < h->naddr && od->mx_pref[e] == od->mx_pref[i])
+			e++;
+		for (size_t k = e - 1; k > i; k--) {
+			size_t x = i + (size_t)(ob_rand(d) % (k - i + 1));
+			struct sockaddr_storage t = h->addr[k];
+			socklen_t tl = h->addrlen[k];
+			h->addr[k] = h->addr[x];
+			h->addrlen[k] = h->addrlen[x];
+			h->addr[x] = t;
+			h->addrlen[x] = tl;
+		}
+		i = e;
+	}
+}
+
+/* ob_mx_done - an MX lookup finished: keep the answer on its destination */
+static void ob_mx_done(void *arg, uint64_t id, const struct dns_result *res)
+{
+	struct ob_dest *od = arg;
+	struct ob *d = od->ob;
+	(void)id;
+
+	od->mx_state = MX_FAIL;
+	od->mx_until = d->now + OB_MX_KEEP_MS;
+	if (res->status == DNS_OK) {
+		struct outbound_hop *h = &od->mx;
+		h->naddr = 0;
+		for (unsigned i = 0; i < res->nhost; i++)
+			for (unsigned k = 0; k < res->host[i].naddr && h->naddr < OUTBOUND_ADDRS_MAX; k++) {
+				const struct dns_addr *a = &res->host[i].addr[k];
+				struct sockaddr_storage *ss = &h->addr[h->naddr];
+				memset(ss, 0, sizeof *ss);
+				if (a->family == AF_INET) {
+					struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)ss;
+					s4->sin_family = AF_INET;
+					s4->sin_port = htons(d->g->mx_port);
+					memcpy(&s4->sin_addr, a->bytes, 4);
+					h->addrlen[h->naddr] = sizeof *s4;
+				} else {
+					struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)ss;
+					s6->sin6_family = AF_INET6;
+					s6->sin6_port = htons(d->g->mx_port);
+					memcpy(&s6->sin6_addr, a->bytes, 16);
+					h->addrlen[h->naddr] = sizeof *s6;
+				}
+				od->mx_pref[h->naddr++] = res->host[i].pref;
+			}
+		if (h->naddr > 0) {
+			od->mx_state = MX_OK;
+			return;
+		}
+	}
+	if (res->status == DNS_PERM) {
+		od->mx_code = res->code;
+		snprintf(od->mx_text, sizeof od->mx_text, "%u %s %s", res->code, res->enh ? res->enh : "5.4.4",
+			 res->text ? res->text : "no route to the domain");
+	} else {
+		/* temporary: the jobs ready now are deferred, the next ones
+		 * look up again */
+		od->mx_code = 451;
+		snprintf(od->mx_text, sizeof od->mx_text, "451 4.4.3 %s",
+			 res->text ? res->text : "DNS lookup failed temporarily");
+		od->mx_until = d->now + 1;
+	}
+}
+
+/* ob_mx_state - where the MX destination od stands: 1 addresses known, 0
+ * a lookup is in flight (wait), -1 failed (mx_code/mx_text) */
+static int ob_mx_state(struct ob *d, struct sched_ldest *ld, struct ob_dest *od)
+{
+	if (od->mx_state == MX_PENDING)
+		return 0;
+	if ((od->mx_state == MX_OK || od->mx_state == MX_FAIL) && d->now < od->mx_until)
+		return od->mx_state == MX_OK ? 1 : -1;
+	if (d->dns == NULL) {
+		struct dns_cfg cfg = {
+			.servers = d->g->dns,
+			.ud_base = ((uint64_t)NET_DELIVER_UD_OP << 56) | ((uint64_t)O_DNS << 28),
+		};
+		if (dns_new(d->env.ring, &cfg, &d->dns, d->err, sizeof d->err) != RM_OK) {
+			evlog_msg("error", "delivery", d->err);
+			d->dns = NULL;
+		}
+	}
+	uint64_t id;
+	const char *dom = ld->dest->key + 3; /* "mx:" */
+	if (d->dns == NULL || dns_lookup_mx(d->dns, dom, ob_mx_done, od, &id) != RM_OK) {
+		od->mx_state = MX_FAIL;
+		od->mx_code = 451;
+		snprintf(od->mx_text, sizeof od->mx_text, "451 4.4.3 DNS not available");
+		od->mx_until = d->now + 1;
+		return -1;
+	}
+	od->mx_state = MX_PENDING;
+	return 0;
+}
+
 /* ob_conn_start - open a new connection to ld carrying job j */
 static bool ob_conn_start(struct ob *d, struct sched_ldest *ld, struct sched_job *j)
 {
@@ -616,6 +842,7 @@ static bool ob_conn_start(struct ob *d, struct sched_ldest *ld, struct sched_job
 		return false;
 	c->job = j;
 	c->m = (struct ob_msg *)(void *)j->msg;
+	ob_conn_hop(d, c);
 	ob_connect(d, c);
 	return true;
 }
@@ -693,8 +920,8 @@ static void ob_conn_end(struct ob *d, struct ob_conn *c, const char *why, unsign
 	if (c->state == OC_CLOSING || c->state == OC_FREE)
 		return;
 	ob_idle_off(c);
-	if (c->job != NULL && !d->stopped && !c->ever_ready && c->od->hop != NULL &&
-	    c->addr_i + 1 < c->od->hop->naddr) {
+	if (c->job != NULL && !d->stopped && !c->ever_ready && c->hop != NULL &&
+	    c->addr_i + 1 < c->hop->naddr) {
 		/* RFC 5321 §5.1: on a connection failure or a 4xx greeting try
 		 * the next address; the new slot keeps this one's place in the
 		 * destination's limit. */
@@ -703,6 +930,8 @@ static void ob_conn_end(struct ob *d, struct ob_conn *c, const char *why, unsign
 			n->job = c->job;
 			n->m = c->m;
 			n->addr_i = c->addr_i + 1;
+			n->mxhop = c->mxhop;
+			n->hop = c->hop == &c->mxhop ? &n->mxhop : c->hop;
 			c->job = NULL;
 			moved = true;
 			ob_connect(d, n);
@@ -744,8 +973,11 @@ static void ob_reply_text(const struct smtp_reply *r, char *out, size_t cap)
 		return;
 	}
 	struct slice l = r->nlines ? r->line[0] : slice_make("", 0);
-	size_t n = l.len < cap - 8 ? l.len : cap - 8;
-	int k = snprintf(out, cap, "%u ", r->code);
+	/* the enhanced code stays in: the DSN's Status and Diagnostic-Code */
+	int k = r->has_enh ? snprintf(out, cap, "%u %u.%u.%u ", r->code, r->enh[0] % 10, r->enh[1] % 1000,
+				      r->enh[2] % 1000)
+			   : snprintf(out, cap, "%u ", r->code);
+	size_t n = l.len < cap - (size_t)k - 1 ? l.len : cap - (size_t)k - 1;
 	for (size_t i = 0; i < n; i++)
 		out[k + (int)i] = (l.ptr[i] >= 32 && l.ptr[i] < 127 && l.ptr[i] != '"') ? l.ptr[i] : ' ';
 	out[k + (int)n] = '\0';
@@ -806,7 +1038,7 @@ static void ob_next(struct ob *d, struct ob_conn *c)
 {
 	const struct sched_cfg *sc = sched_cfg_of(d->s);
 	while (!d->stopped && c->msgs < sc->max_msgs_per_conn) {
-		struct sched_job *j = sched_take(d->s, c->ld);
+		struct sched_job *j = ob_take(d, c->ld);
 		if (j == NULL)
 			break;
 		c->msgs++;
@@ -861,8 +1093,10 @@ static void ob_pump(struct ob *d, struct ob_conn *c)
 				struct ob_msg *m = c->m;
 				struct ob_res *res = c->res;
 				c->res = NULL;
+				d->hop_dsn = smtp_client_caps(&c->cl)->dsn;
 				ob_txn_clear(c);
 				ob_job_done(d, j, m, res, "451 4.4.2 no reply");
+				d->hop_dsn = true;
 				free(res);
 			}
 			ob_next(d, c);
@@ -1056,6 +1290,7 @@ static void *ob_create(void *global, const struct net_deliver_env *env)
 	}
 	for (uint32_t i = 0; i < d->nconns; i++)
 		d->free_next[i] = i + 1 < d->nconns ? i + 1 : UINT32_MAX;
+	d->hop_dsn = true;
 	d->free_head = 0;
 	if (env->shard <= MSGID_SHARD_MAX && d->g->_ctl != NULL) {
 		/* the inbox belongs to the global configuration: a poster may
@@ -1090,6 +1325,7 @@ static void ob_destroy(void *arg)
 		free(c->rbuf);
 		free(c);
 	}
+	d->dns = dns_free(d->dns);
 	while (d->msgs)
 		ob_msg_free(d, d->msgs);
 	for (struct ob_dest *od = d->dests, *n; od != NULL; od = n) {
@@ -1110,6 +1346,12 @@ static void ob_complete(void *arg, uint32_t tag, int res, uint32_t flags)
 	uint32_t gen = (tag >> 16) & 0xfffu, slot = tag & 0xffffu;
 	(void)flags;
 
+	if (op == O_DNS) {
+		/* the resolver's; dropped once it is gone (dns_free) */
+		if (d->dns != NULL)
+			dns_complete(d->dns, tag & DNS_TAG_MASK, res);
+		return;
+	}
 	d->pending--;
 	if (slot >= d->nconns || d->conns[slot] == NULL || d->conns[slot]->gen != gen)
 		return;
@@ -1296,17 +1538,25 @@ static void ob_turn(void *arg, int64_t now_ms)
 	if (d->stopped)
 		return;
 	ob_ctl_take(d);
+	if (d->dns != NULL)
+		dns_tick(d->dns);
 	ob_timeouts(d);
 	sched_tick(d->s, now);
 	for (struct sched_ldest *ld = sched_work(d->s); ld != NULL; ld = sched_work_next(d->s, ld)) {
 		struct ob_dest *od = ld->user;
 		while (ld->ready) {
-			if (od->hop == NULL || d->g->tls_required) {
-				struct sched_job *j = sched_take(d->s, ld);
-				if (od->hop == NULL)
-					ob_job_fail_all(d, j, 451, "451 4.4.3 DNS not available");
-				else
-					ob_job_fail_all(d, j, 451, "451 4.7.5 STARTTLS required but not available yet");
+			if (od->hop == NULL) {
+				int mx = ob_mx_state(d, ld, od);
+				if (mx == 0)
+					break;
+				if (mx < 0) {
+					ob_job_fail_all(d, ob_take(d, ld), od->mx_code, od->mx_text);
+					continue;
+				}
+			}
+			if (d->g->tls_required) {
+				struct sched_job *j = ob_take(d, ld);
+				ob_job_fail_all(d, j, 451, "451 4.7.5 STARTTLS required but not available yet");
 				continue;
 			}
 			if (od->idle != NULL) {
@@ -1318,7 +1568,7 @@ static void ob_turn(void *arg, int64_t now_ms)
 			}
 			if (!sched_dest_take(ld->dest, now))
 				break;
-			struct sched_job *j = sched_take(d->s, ld);
+			struct sched_job *j = ob_take(d, ld);
 			if (!ob_conn_start(d, ld, j)) {
 				sched_dest_put(ld->dest);
 				/* no slot: deferred like a failed connection */
@@ -1336,6 +1586,7 @@ static void ob_stop(void *arg)
 {
 	struct ob *d = arg;
 	d->stopped = true;
+	d->dns = dns_free(d->dns);
 	for (uint32_t i = 0; i < d->nconns; i++) {
 		struct ob_conn *c = d->conns[i];
 		if (c != NULL && (c->state == OC_OPEN || c->state == OC_CONNECTING)) {

@@ -35,6 +35,7 @@ int serve_outbound_init(struct serve_outbound *so, const struct ringmta_opts *o,
 		.nroutes = o->n_route,
 		.smarthost = o->has_smarthost ? &so->smarthost : NULL,
 		.mx_port = o->mx_port,
+		.dns = o->has_dns ? o->dns.text : NULL,
 		.tls_required = o->outbound_tls == OUTBOUND_TLS_REQUIRED || o->outbound_tls == OUTBOUND_TLS_VERIFY,
 		.sched = {
 			.retry_s = o->retry_schedule,

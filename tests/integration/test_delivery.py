@@ -87,16 +87,16 @@ class CountingSMTP(AioSMTP):
 
 
 class Sink:
-    def __init__(self, script=None, data_delay=0.0):
+    def __init__(self, script=None, data_delay=0.0, host="127.0.0.1", port=None):
         self.handler = Handler(script, data_delay)
-        self.port = free_port()
+        self.port = port or free_port()
         handler = self.handler
 
         class C(Controller):
             def factory(self):
                 return CountingSMTP(handler, decode_data=False, enable_SMTPUTF8=True)
 
-        self.ctl = C(handler, hostname="127.0.0.1", port=self.port)
+        self.ctl = C(handler, hostname=host, port=self.port)
         self.ctl.start()
 
     def stop(self):
@@ -266,7 +266,11 @@ def test_550_one_recipient_bounced_others_delivered(sinks, daemons):
     assert sink.wait(1), d.logtext()
     time.sleep(2.5)
     assert sink.handler.attempts["bad@dst.test"] == 1  # never retried
-    assert [m[1] for m in sink.handler.messages] == [["good@dst.test"]]
+    relayed = [m for m in sink.handler.messages if m[0] not in ("", "<>")]
+    assert [m[1] for m in relayed] == [["good@dst.test"]]
+    # the sender's report goes out through the smarthost too
+    dsn = [m for m in sink.handler.messages if m[0] in ("", "<>")]
+    assert [m[1] for m in dsn] == [["a@src.test"]] and b"Action: failed" in dsn[0][2]
     assert "to=bad@dst.test" in d.logtext() and "outcome=bounced" in d.logtext()
 
 
@@ -281,7 +285,9 @@ def test_expiry(sinks, daemons):
     n = sink.handler.attempts["r@dst.test"]
     time.sleep(2)
     assert sink.handler.attempts["r@dst.test"] == n  # nothing after expiry
-    assert sink.handler.messages == []
+    # only the sender's report (Status 4.4.7) was delivered
+    assert [(m[0] in ("", "<>"), m[1]) for m in sink.handler.messages] == [(True, ["a@src.test"])]
+    assert b"Status: 4.4.7" in sink.handler.messages[0][2]
 
 
 def test_connection_refused_deferred_then_delivered(sinks, daemons):

@@ -44,10 +44,10 @@ def free_udp_port():
         return s.getsockname()[1]
 
 
-def answers(port):
-    """True when a DNS server on port answers an MX query for multi.test
-    with its one preferred record (this dnsmasq, not another process)."""
-    q = bytes.fromhex("abcd01000001000000000000") + b"\x05multi\x04test\x00" + b"\x00\x0f\x00\x01"
+def answers(port, qname=b"\x05multi\x04test\x00", want=b"\x03mx1"):
+    """True when a DNS server on port answers an MX query for qname (wire
+    form) with want in it (this dnsmasq, not another process)."""
+    q = bytes.fromhex("abcd01000001000000000000") + qname + b"\x00\x0f\x00\x01"
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(0.2)
         try:
@@ -55,25 +55,24 @@ def answers(port):
             a = s.recv(2048)
         except OSError:
             return False
-    return a[:2] == b"\xab\xcd" and b"\x03mx1" in a
+    return a[:2] == b"\xab\xcd" and want in a
 
 
-@pytest.fixture(scope="module")
-def dns(tmp_path_factory):
-    """A dnsmasq serving RECORDS; yields its ADDR:PORT."""
+def run_dnsmasq(d, records, **probe):
+    """A dnsmasq in directory d serving records on 127.0.0.1 and a free
+    port; yields its ADDR:PORT (a generator for a fixture)."""
     assert os.access(DNSMASQ, os.X_OK), "dnsmasq (dnsmasq-base) is not installed"
-    d = tmp_path_factory.mktemp("dnsmasq")
     for _ in range(5):
         port = free_udp_port()
         p = subprocess.Popen([DNSMASQ, "--keep-in-foreground", "--no-resolv", "--no-hosts",
                               "--conf-file=/dev/null", "--listen-address=127.0.0.1",
                               "--bind-interfaces", f"--port={port}", "--user=root",
-                              f"--pid-file={d}/pid", f"--log-facility={d}/log", *RECORDS],
+                              f"--pid-file={d}/pid", f"--log-facility={d}/log", *records],
                              stderr=subprocess.PIPE)
         deadline = time.time() + 5
         up = False
         while time.time() < deadline and p.poll() is None:
-            if answers(port):
+            if answers(port, **probe):
                 up = True
                 break
             time.sleep(0.05)
@@ -86,6 +85,12 @@ def dns(tmp_path_factory):
     yield f"127.0.0.1:{port}"
     p.terminate()
     p.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def dns(tmp_path_factory):
+    """A dnsmasq serving RECORDS; yields its ADDR:PORT."""
+    yield from run_dnsmasq(tmp_path_factory.mktemp("dnsmasq"), RECORDS)
 
 
 def lookup(server, *args, timeout=60):
