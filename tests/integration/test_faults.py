@@ -239,7 +239,8 @@ def test_sigkill_rounds_lose_nothing_acknowledged(daemon, tmp_path):
 class NextHop:
     """A small SMTP server whose behaviour is switched by the test:
     normal, busy (421 greeting), hang_greeting, hang_data (354 then silence), reset_data (RST
-    inside the body), garbage (junk instead of the EHLO reply)."""
+    inside the body), garbage (junk instead of the EHLO reply), endless (an
+    EHLO reply of megabytes that never ends)."""
 
     def __init__(self, mode="normal"):
         self.mode = mode
@@ -312,6 +313,13 @@ class NextHop:
                         self._note_bad()
                         f.read()
                         return
+                    if mode == "endless":
+                        # a reply that never ends: continuation lines, then
+                        # one line without an end, until the client leaves
+                        self._note_bad()
+                        c.sendall(b"250-hop.test\r\n" * 20000)
+                        while True:
+                            c.sendall(b"x" * 65536)
                     c.sendall(b"250 hop.test\r\n")
                 elif verb == b"DATA":
                     c.sendall(b"354 go ahead\r\n")
@@ -448,7 +456,7 @@ def rcpt_reply(spool, addr):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["hang_greeting", "hang_data", "reset_data", "garbage"])
+@pytest.mark.parametrize("mode", ["hang_greeting", "hang_data", "reset_data", "garbage", "endless"])
 def test_misbehaving_next_hop_defers_then_delivers_once(daemon, nexthop, monkeypatch, mode):
     need(QUEUE)
     hop = nexthop(mode)
