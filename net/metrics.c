@@ -118,6 +118,11 @@ void metrics_render(const struct shard_stats *st, unsigned open, FILE *f)
 	metric(f, "ringmta_queue_messages", "gauge", "Messages in the queue", st->queue_messages);
 	metric(f, "ringmta_outbound_connections_open", "gauge", "Outbound SMTP connections open",
 	       st->outbound_open);
+	metric(f, "ringmta_outbound_tls_handshakes_total", "counter", "Outbound STARTTLS handshakes finished",
+	       st->outbound_tls_handshakes);
+	metric(f, "ringmta_outbound_tls_handshake_failures_total", "counter",
+	       "Outbound STARTTLS handshakes that failed, timed out or met a rejected certificate",
+	       st->outbound_tls_handshake_failures);
 	fprintf(f, "# HELP ringmta_delivery_seconds Arrival to delivery, per recipient\n"
 		   "# TYPE ringmta_delivery_seconds histogram\n");
 	uint64_t dcum = 0;

@@ -31,6 +31,14 @@
  * per connection) on --mx-port and falls back to the next one on a failed
  * connection or a 4xx greeting. A null MX or NXDOMAIN fails the recipients
  * permanently (a bounce), a temporary DNS failure defers them.
+ * STARTTLS per --outbound-tls (net/outbound_tls.h): after the 220 to
+ * STARTTLS the handshake runs under one deadline for all of it (_tls_ms,
+ * 60 s), so a hop that hangs in it frees its slot; then every send is
+ * encrypted (with TLS the encryption is the body's one copy) and every
+ * recv decrypted into in. A failed opportunistic handshake moves the job
+ * at once to a plaintext connection and keeps that hop plaintext for
+ * OB_TLS_PLAIN_MS (Postfix's "may"); under required or verify the engine
+ * refuses a hop without STARTTLS and a failed handshake defers the job.
  * Timeouts: a deadline per connection from smtp_client_phase; the turn
  * scans the (few) connections; an expired one is shut down, which ends its
  * recv. The connect has a linked timeout.
@@ -74,8 +82,9 @@
 #define OB_MX_KEEP_MS 60000     /* an MX answer (or a permanent failure) is kept */
 #define O_DNS 15u               /* the resolver's operations (net/dns.h ud_base) */
 #define OB_CTL_SLOTS 64u        /* control requests waiting per shard */
+#define OB_TLS_PLAIN_MS 3600000 /* opportunistic TLS that failed: plaintext to that hop this long */
 
-enum ob_op { O_CONNECT = 1, O_LTIMEOUT, O_RECV, O_SEND, O_READ, O_CLOSE };
+enum ob_op { O_CONNECT = 1, O_LTIMEOUT, O_RECV, O_SEND, O_READ, O_CLOSE, O_TLSREAD };
 enum ob_state { OC_FREE = 0, OC_CONNECTING, OC_OPEN, OC_CLOSING };
 enum ob_body { B_NONE = 0, B_BODY, B_DONE };
 
@@ -106,6 +115,8 @@ struct ob_dest {
 	uint16_t mx_pref[OUTBOUND_ADDRS_MAX];
 	unsigned mx_code;          /* MX_FAIL: code and reply */
 	char mx_text[OB_TEXT];
+	char mx_name[OUTBOUND_ADDRS_MAX][DNS_NAME_MAX + 1]; /* host of mx.addr[i] */
+	int64_t tls_plain_until;   /* ms: opportunistic STARTTLS skipped until */
 	struct ob_conn *idle;
 	struct ob_dest *next;      /* every one of the shard's, to free */
 };
@@ -129,6 +140,12 @@ struct ob_conn {
 	struct ob_conn *idle_next;
 	int64_t deadline;          /* ms; 0: none */
 	unsigned msgs;
+	/* STARTTLS (net/outbound_tls.h): from the handshake on, every byte
+	 * sent is encrypted and every byte received decrypted into in */
+	struct outbound_tls *tls;
+	bool tls_hs;               /* the handshake is in progress */
+	bool tls_fallback;         /* opportunistic handshake failed: the job
+				    * moves to a plaintext connection */
 	struct smtp_client cl;
 	struct buf out;
 	char outmem[OB_OUT];
@@ -194,6 +211,8 @@ static uint64_t ob_ud(struct ob *d, struct ob_conn *c, unsigned op)
 }
 
 static void ob_pump(struct ob *d, struct ob_conn *c);
+static void ob_tls_step(struct ob *d, struct ob_conn *c, int rc);
+static void ob_tls_fail(struct ob *d, struct ob_conn *c, const char *reason);
 static void ob_body_next(struct ob *d, struct ob_conn *c);
 static void ob_conn_end(struct ob *d, struct ob_conn *c, const char *why, unsigned code);
 
@@ -250,6 +269,7 @@ int outbound_global_init(struct outbound_cfg *g)
 	for (size_t i = 0; i < sizeof g->_timeout_ms / sizeof g->_timeout_ms[0]; i++)
 		g->_timeout_ms[i] = t ? t : (i < sizeof secs / sizeof secs[0] && secs[i] ? secs[i] : 300) * 1000u;
 	g->_connect_ms = t ? t : 30000;
+	g->_tls_ms = t ? t : 60000;
 	g->_idle_ms = ob_env_ms("RINGMTA_TEST_OUTBOUND_IDLE_MS", 2000);
 	g->_dtab = sched_dtab_new(&g->sched);
 	g->_ctl = calloc(MSGID_SHARD_MAX + 1, sizeof *g->_ctl);
@@ -782,6 +802,7 @@ static void ob_mx_done(void *arg, uint64_t id, const struct dns_result *res)
 					memcpy(&s6->sin6_addr, a->bytes, 16);
 					h->addrlen[h->naddr] = sizeof *s6;
 				}
+				snprintf(od->mx_name[h->naddr], sizeof od->mx_name[0], "%s", res->host[i].name);
 				od->mx_pref[h->naddr++] = res->host[i].pref;
 			}
 		if (h->naddr > 0) {
@@ -847,8 +868,9 @@ static bool ob_conn_start(struct ob *d, struct sched_ldest *ld, struct sched_job
 	return true;
 }
 
-/* ob_send - send v[0..n) (copied), then continue where c's state says */
-static void ob_send(struct ob *d, struct ob_conn *c, const struct iovec *v, int n)
+/* ob_send_raw - send v[0..n) as it is (copied), then continue where c's
+ * state says */
+static void ob_send_raw(struct ob *d, struct ob_conn *c, const struct iovec *v, int n)
 {
 	memcpy(c->siov, v, sizeof *v * (size_t)n);
 	c->sn = n;
@@ -857,6 +879,35 @@ static void ob_send(struct ob *d, struct ob_conn *c, const struct iovec *v, int 
 	struct io_uring_sqe *sqe = ob_sqe(d, c, O_SEND);
 	c->mh = (struct msghdr){ .msg_iov = c->siov, .msg_iovlen = (size_t)n };
 	io_uring_prep_sendmsg(sqe, c->fd, &c->mh, MSG_NOSIGNAL);
+}
+
+/* ob_tls_push - send the ciphertext waiting on c's TLS; false when none */
+static bool ob_tls_push(struct ob *d, struct ob_conn *c)
+{
+	struct slice o = outbound_tls_out(c->tls);
+	if (o.len == 0)
+		return false;
+	struct iovec v = { (void *)(uintptr_t)o.ptr, o.len };
+	ob_send_raw(d, c, &v, 1);
+	return true;
+}
+
+/* ob_send - send v[0..n): encrypted once TLS is up (the encryption is the
+ * copy), else as it is */
+static void ob_send(struct ob *d, struct ob_conn *c, const struct iovec *v, int n)
+{
+	if (c->tls == NULL) {
+		ob_send_raw(d, c, v, n);
+		return;
+	}
+	if (outbound_tls_encrypt(c->tls, v, n) != RM_OK) {
+		ob_conn_end(d, c, "451 4.4.2 TLS write failed", 0);
+		return;
+	}
+	if (!ob_tls_push(d, c)) {
+		struct iovec none = { c->outmem, 0 }; /* completes at once */
+		ob_send_raw(d, c, &none, 1);
+	}
 }
 
 /* ob_send_out - send the command buffer */
@@ -877,6 +928,12 @@ static void ob_recv(struct ob *d, struct ob_conn *c)
 		memmove(c->in, c->in + c->in_pos, c->in_len - c->in_pos);
 		c->in_len -= c->in_pos;
 		c->in_pos = 0;
+	}
+	if (c->tls != NULL && !c->tls_hs && outbound_tls_has_plain(c->tls)) {
+		/* decrypted bytes wait for room: a no-op brings them in */
+		io_uring_prep_nop(ob_sqe(d, c, O_TLSREAD));
+		c->recv_armed = true;
+		return;
 	}
 	struct io_uring_sqe *sqe = ob_sqe(d, c, O_RECV);
 	io_uring_prep_recv(sqe, c->fd, c->in + c->in_len, sizeof c->in - c->in_len, 0);
@@ -921,7 +978,7 @@ static void ob_conn_end(struct ob *d, struct ob_conn *c, const char *why, unsign
 		return;
 	ob_idle_off(c);
 	if (c->job != NULL && !d->stopped && !c->ever_ready && c->hop != NULL &&
-	    c->addr_i + 1 < c->hop->naddr) {
+	    (c->addr_i + 1 < c->hop->naddr || c->tls_fallback)) {
 		/* RFC 5321 §5.1: on a connection failure or a 4xx greeting try
 		 * the next address; the new slot keeps this one's place in the
 		 * destination's limit. */
@@ -929,7 +986,9 @@ static void ob_conn_end(struct ob *d, struct ob_conn *c, const char *why, unsign
 		if (n != NULL) {
 			n->job = c->job;
 			n->m = c->m;
-			n->addr_i = c->addr_i + 1;
+			/* a failed opportunistic handshake: the same address
+			 * again, in plaintext (ob_dest.tls_plain_until) */
+			n->addr_i = c->addr_i + (c->tls_fallback ? 0 : 1);
 			n->mxhop = c->mxhop;
 			n->hop = c->hop == &c->mxhop ? &n->mxhop : c->hop;
 			c->job = NULL;
@@ -959,6 +1018,7 @@ static void ob_conn_maybe_free(struct ob *d, struct ob_conn *c, uint32_t slot)
 	if (c->state != OC_CLOSING || c->inflight)
 		return;
 	c->state = OC_FREE;
+	c->tls = outbound_tls_free(c->tls); /* no send of its buffer is in flight */
 	c->gen = (c->gen + 1) & 0xfffu;
 	d->free_next[slot] = d->free_head;
 	d->free_head = slot;
@@ -1056,6 +1116,174 @@ static void ob_next(struct ob *d, struct ob_conn *c)
 	c->od->idle = c;
 }
 
+/* --- STARTTLS (net/outbound_tls.h) ------------------------------------------------ */
+
+/* ob_tls_host - the name c's next hop must have in its certificate: the
+ * configured host of a route or smarthost, the MX host for MX */
+static void ob_tls_host(const struct ob_conn *c, char *out, size_t cap)
+{
+	const struct ob_dest *od = c->od;
+	out[0] = '\0';
+	if (od->hop != NULL) {
+		outbound_tls_hop_host(od->hop->text, out, cap);
+		return;
+	}
+	const struct sockaddr_storage *sa = &c->hop->addr[c->addr_i];
+	for (size_t i = 0; i < od->mx.naddr; i++)
+		if (od->mx.addrlen[i] == c->hop->addrlen[c->addr_i] &&
+		    memcmp(&od->mx.addr[i], sa, od->mx.addrlen[i]) == 0) {
+			snprintf(out, cap, "%s", od->mx_name[i]);
+			return;
+		}
+}
+
+/* ob_tls_addr - the address c is connected to, as text */
+static void ob_tls_addr(const struct ob_conn *c, char *out, size_t cap)
+{
+	const struct sockaddr_storage *sa = &c->hop->addr[c->addr_i];
+	const void *a = sa->ss_family == AF_INET6 ? (const void *)&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr
+						  : (const void *)&((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+	if (inet_ntop(sa->ss_family, a, out, (socklen_t)cap) == NULL)
+		snprintf(out, cap, "?");
+}
+
+/* ob_tls_log_plain - the log line of a session that stays in plaintext */
+static void ob_tls_log_plain(struct ob *d, struct ob_conn *c)
+{
+	char addr[INET6_ADDRSTRLEN], line[400];
+	bool offered = smtp_client_caps(&c->cl)->starttls;
+	const char *why = d->g->tls.mode == OUTBOUND_TLS_MODE_NONE ? "--outbound-tls none"
+			  : d->now < c->od->tls_plain_until ? "after a failed TLS handshake"
+			  : offered ? "" : "STARTTLS not offered";
+	ob_tls_addr(c, addr, sizeof addr);
+	snprintf(line, sizeof line, "outbound session to %.200s [%s] in plaintext (%s)", c->ld->dest->key, addr,
+		 why[0] ? why : "no TLS");
+	evlog_msg("info", "tls", line);
+}
+
+/* ob_tls_begin - the 220 to STARTTLS came: drop what followed it (RFC 3207
+ * §5: a plaintext injection), start the handshake under its own deadline */
+static void ob_tls_begin(struct ob *d, struct ob_conn *c)
+{
+	char host[DNS_NAME_MAX + 1];
+
+	c->in_pos = c->in_len = 0;
+	ob_tls_host(c, host, sizeof host);
+	c->tls = outbound_tls_new(&d->g->tls, host);
+	if (c->tls == NULL) {
+		ob_conn_end(d, c, "451 4.3.0 out of memory starting TLS", 0);
+		return;
+	}
+	c->tls_hs = true;
+	c->deadline = d->now + d->g->_tls_ms; /* the whole handshake: a hung hop frees its slot */
+	ob_tls_step(d, c, outbound_tls_handshake(c->tls, NULL, 0));
+}
+
+/* ob_tls_fail - the handshake failed or timed out (reason, or ""): count,
+ * log, end the connection; under opportunistic TLS the job moves at once
+ * to a plaintext connection and the hop stays plaintext OB_TLS_PLAIN_MS
+ * (Postfix's "may" also goes on in the clear) */
+static void ob_tls_fail(struct ob *d, struct ob_conn *c, const char *reason)
+{
+	char why[OB_TEXT], addr[INET6_ADDRSTRLEN];
+
+	ob_tls_addr(c, addr, sizeof addr);
+	OB_STAT_ADD(d, outbound_tls_handshake_failures, 1);
+	snprintf(why, sizeof why, "451 4.7.5 TLS handshake with %.80s [%s] failed%s%.80s", c->ld->dest->key, addr,
+		 reason[0] ? ": " : "", reason);
+	evlog_msg("warn", "tls", why + 10);
+	if (d->g->tls.mode == OUTBOUND_TLS_MODE_OPPORTUNISTIC) {
+		c->od->tls_plain_until = d->now + OB_TLS_PLAIN_MS;
+		c->tls_fallback = true;
+	}
+	ob_conn_end(d, c, why, 0);
+}
+
+/* ob_tls_step - act on the handshake's verdict rc */
+static void ob_tls_step(struct ob *d, struct ob_conn *c, int rc)
+{
+	char addr[INET6_ADDRSTRLEN], line[400];
+
+	if (rc == RM_AGAIN) {
+		if (!c->sending)
+			(void)ob_tls_push(d, c);
+		ob_recv(d, c);
+		return;
+	}
+	if (rc != RM_OK) {
+		ob_tls_fail(d, c, outbound_tls_verify_error(c->tls));
+		return;
+	}
+	ob_tls_addr(c, addr, sizeof addr);
+	c->tls_hs = false;
+	OB_STAT_ADD(d, outbound_tls_handshakes, 1);
+	snprintf(line, sizeof line, "outbound session to %.200s [%s] over %s %s (%s, certificate %s)",
+		 c->ld->dest->key, addr, outbound_tls_version(c->tls), outbound_tls_cipher(c->tls),
+		 outbound_tls_mode_name(d->g->tls.mode),
+		 d->g->tls.mode == OUTBOUND_TLS_MODE_VERIFY ? "verified" : "not checked");
+	evlog_msg("info", "tls", line);
+	smtp_client_tls_started(&c->cl, true);
+	ob_deadline(d, c);
+	if (c->sending)
+		return; /* the handshake's last flight: EHLO follows it */
+	if (!ob_tls_push(d, c))
+		ob_pump(d, c);
+}
+
+/* ob_tls_in - n ciphertext bytes arrived at in[in_len] (or 0: plaintext
+ * kept from before): decrypt them into in; false when c ended or only
+ * TLS-internal records came (a recv is armed again) */
+static bool ob_tls_in(struct ob *d, struct ob_conn *c, size_t n)
+{
+	size_t got = 0;
+	int rc = outbound_tls_decrypt(c->tls, c->in + c->in_len, n, c->in + c->in_len, sizeof c->in - c->in_len,
+				      &got);
+	if (rc != RM_OK) {
+		ob_conn_end(d, c, rc == RM_EIO ? "451 4.4.2 TLS closed by the next hop" : "451 4.4.2 bad TLS record",
+			    0);
+		return false;
+	}
+	c->in_len += got;
+	if (got == 0) {
+		/* a session ticket or a partial record: wait for more */
+		ob_recv(d, c);
+		return false;
+	}
+	return true;
+}
+
+/* ob_tls_why - the deferral reason when TLS was required and did not
+ * happen (the engine's reply is the EHLO or STARTTLS one) */
+static void ob_tls_why(struct ob *d, struct ob_conn *c, enum smtp_client_fail f, const struct smtp_reply *r,
+		       char *why, size_t cap)
+{
+	char addr[INET6_ADDRSTRLEN], rt[OB_TEXT];
+	ob_tls_addr(c, addr, sizeof addr);
+	if (f == SMTP_CLIENT_FAIL_TLS_UNAVAILABLE) {
+		snprintf(why, cap, "451 4.7.5 %.80s [%s] offers no STARTTLS and --outbound-tls is %s",
+			 c->ld->dest->key, addr, outbound_tls_mode_name(d->g->tls.mode));
+	} else {
+		ob_reply_text(r, rt, sizeof rt);
+		snprintf(why, cap, "451 4.7.5 %.80s [%s] refused STARTTLS: %.90s", c->ld->dest->key, addr, rt);
+	}
+	evlog_msg("warn", "tls", why + 10);
+}
+
+/* ob_send_now - a last command (QUIT) without waiting: written at once,
+ * through TLS when the session has it */
+static void ob_send_now(struct ob_conn *c)
+{
+	if (c->tls == NULL) {
+		(void)send(c->fd, c->out.ptr, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		return;
+	}
+	struct iovec v = { c->out.ptr, c->out.len };
+	if (c->tls_hs || c->sending || outbound_tls_encrypt(c->tls, &v, 1) != RM_OK)
+		return;
+	struct slice o = outbound_tls_out(c->tls);
+	(void)send(c->fd, o.ptr, o.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
 /* ob_pump - feed the engine and act on its events until it waits */
 static void ob_pump(struct ob *d, struct ob_conn *c)
 {
@@ -1080,6 +1308,8 @@ static void ob_pump(struct ob *d, struct ob_conn *c)
 			ob_send_out(d, c);
 			return;
 		case SMTP_CL_READY:
+			if (!c->ever_ready && c->tls == NULL)
+				ob_tls_log_plain(d, c);
 			c->ever_ready = true;
 			if (c->job != NULL && !c->started) {
 				/* the job this connection was opened for */
@@ -1140,13 +1370,15 @@ static void ob_pump(struct ob *d, struct ob_conn *c)
 			ob_body_next(d, c);
 			return;
 		case SMTP_CL_STARTTLS:
-			ob_conn_end(d, c, "451 4.7.5 STARTTLS is not available yet", 0);
+			ob_tls_begin(d, c);
 			return;
 		case SMTP_CL_CLOSE: {
 			char why[OB_TEXT];
 			const struct smtp_reply *r = smtp_client_reply(&c->cl);
 			enum smtp_client_fail f = smtp_client_fail(&c->cl);
-			if (r != NULL)
+			if (f == SMTP_CLIENT_FAIL_TLS_UNAVAILABLE || f == SMTP_CLIENT_FAIL_TLS_FAILED)
+				ob_tls_why(d, c, f, r, why, sizeof why);
+			else if (r != NULL)
 				ob_reply_text(r, why, sizeof why);
 			else
 				snprintf(why, sizeof why, "451 4.4.2 session ended: %s", smtp_client_fail_name(f));
@@ -1155,7 +1387,7 @@ static void ob_pump(struct ob *d, struct ob_conn *c)
 			if (c->out.len) {
 				/* a QUIT: send it and close after; nothing is
 				 * waited for */
-				(void)send(c->fd, c->out.ptr, c->out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+				ob_send_now(c);
 				c->out.len = 0;
 			}
 			ob_conn_end(d, c, why, r ? r->code : 0);
@@ -1320,6 +1552,7 @@ static void ob_destroy(void *arg)
 			continue;
 		if (c->fd >= 0)
 			close(c->fd);
+		outbound_tls_free(c->tls);
 		free(c->rc);
 		free(c->res);
 		free(c->rbuf);
@@ -1371,7 +1604,10 @@ static void ob_complete(void *arg, uint32_t tag, int res, uint32_t flags)
 			break;
 		}
 		c->state = OC_OPEN;
-		struct smtp_client_cfg cc = { .helo_name = slice_cstr(d->g->helo), .tls = SMTP_CLIENT_TLS_NONE };
+		struct smtp_client_cfg cc = {
+			.helo_name = slice_cstr(d->g->helo),
+			.tls = outbound_tls_engine_mode(&d->g->tls, d->now < c->od->tls_plain_until),
+		};
 		smtp_client_init(&c->cl, &cc);
 		ob_pump(d, c);
 		break;
@@ -1384,7 +1620,16 @@ static void ob_complete(void *arg, uint32_t tag, int res, uint32_t flags)
 						   : "451 4.4.2 connection lost", 0);
 			break;
 		}
-		c->in_len += (size_t)res;
+		if (c->tls != NULL) {
+			if (c->tls_hs) {
+				ob_tls_step(d, c, outbound_tls_handshake(c->tls, c->in + c->in_len, (size_t)res));
+				break;
+			}
+			if (!ob_tls_in(d, c, (size_t)res))
+				break;
+		} else {
+			c->in_len += (size_t)res;
+		}
 		if (c->idle) {
 			/* an idle connection that hears something: the server is going */
 			ob_conn_end(d, c, "idle connection closed", 0);
@@ -1400,6 +1645,18 @@ static void ob_complete(void *arg, uint32_t tag, int res, uint32_t flags)
 			ob_conn_end(d, c, "451 4.4.2 connection lost while sending", 0);
 			break;
 		}
+		if (c->tls != NULL) {
+			/* ciphertext: what is left of it, then what follows */
+			outbound_tls_sent(c->tls, (size_t)res);
+			if (ob_tls_push(d, c))
+				break;
+			c->sending = false;
+			if (c->tls_hs)
+				break; /* the handshake goes on as replies come */
+			ob_deadline(d, c);
+			ob_after_send(d, c);
+			break;
+		}
 		{
 			size_t left = (size_t)res;
 			while (c->si < c->sn && left >= c->siov[c->si].iov_len)
@@ -1410,7 +1667,7 @@ static void ob_complete(void *arg, uint32_t tag, int res, uint32_t flags)
 				struct iovec rest[OB_IOV];
 				int n = c->sn - c->si;
 				memcpy(rest, &c->siov[c->si], sizeof *rest * (size_t)n);
-				ob_send(d, c, rest, n);
+				ob_send_raw(d, c, rest, n);
 				break;
 			}
 		}
@@ -1427,6 +1684,13 @@ static void ob_complete(void *arg, uint32_t tag, int res, uint32_t flags)
 		}
 		c->rlen = (size_t)res;
 		c->rpos = ob_body_piece(d, c, c->rbuf, c->rlen);
+		break;
+	case O_TLSREAD:
+		c->recv_armed = false;
+		if (c->state != OC_OPEN)
+			break;
+		if (ob_tls_in(d, c, 0) && !c->idle)
+			ob_pump(d, c);
 		break;
 	case O_CLOSE:
 		break;
@@ -1450,6 +1714,10 @@ static void ob_timeouts(struct ob *d)
 				ob_pump(d, c);
 			else
 				ob_conn_end(d, c, "idle", 0);
+			continue;
+		}
+		if (c->tls_hs) {
+			ob_tls_fail(d, c, "timed out");
 			continue;
 		}
 		char why[OB_TEXT];
@@ -1553,11 +1821,6 @@ static void ob_turn(void *arg, int64_t now_ms)
 					ob_job_fail_all(d, ob_take(d, ld), od->mx_code, od->mx_text);
 					continue;
 				}
-			}
-			if (d->g->tls_required) {
-				struct sched_job *j = ob_take(d, ld);
-				ob_job_fail_all(d, j, 451, "451 4.7.5 STARTTLS required but not available yet");
-				continue;
 			}
 			if (od->idle != NULL) {
 				struct ob_conn *c = od->idle;

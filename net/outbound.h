@@ -29,8 +29,9 @@
  *
  * Test-only environment variables (not part of the contract): 
  * RINGMTA_TEST_OUTBOUND_TIMEOUT_MS replaces every RFC 5321 §4.5.3.2 reply
- * timeout and the connect timeout; RINGMTA_TEST_OUTBOUND_IDLE_MS sets how
- * long an idle connection is kept for the next message (default 2000).
+ * timeout, the connect timeout and the TLS handshake timeout;
+ * RINGMTA_TEST_OUTBOUND_IDLE_MS sets how long an idle connection is kept
+ * for the next message (default 2000).
  */
 #ifndef RINGMTA_NET_OUTBOUND_H
 #define RINGMTA_NET_OUTBOUND_H
@@ -41,6 +42,7 @@
 #include <sys/socket.h>
 
 #include "core/err.h"
+#include "net/outbound_tls.h"
 #include "net/shard.h"
 #include "queue/msgid.h"
 #include "queue/sched.h"
@@ -69,12 +71,14 @@ struct outbound_cfg {
 	const struct outbound_hop *smarthost; /* or NULL */
 	uint16_t mx_port;
 	const char *dns;           /* --dns ADDR:PORT, or NULL: /etc/resolv.conf */
-	bool tls_required;         /* --outbound-tls required or verify */
+	struct outbound_tls_cfg tls; /* --outbound-tls, --outbound-ca
+				    * (net/outbound_tls.h; the caller's) */
 	struct sched_cfg sched;
 	/* Filled by outbound_global_init: */
 	struct sched_dtab *_dtab;
 	unsigned _timeout_ms[16];  /* per enum smtp_client_phase */
 	unsigned _connect_ms;
+	unsigned _tls_ms;          /* the whole STARTTLS handshake */
 	unsigned _idle_ms;
 	struct mbox **_ctl;        /* per shard index: its control inbox
 				    * (published by the shard, atomic) */

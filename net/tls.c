@@ -15,6 +15,7 @@
  */
 #include "net/tls.h"
 
+#include <arpa/inet.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,6 +227,26 @@ void tls_slot_cache_fini(struct tls_slot_cache *c)
 
 /* --- connections ------------------------------------------------------- */
 
+/* tls_host_setup - SNI and the name a verifying client checks. An IP
+ * literal is matched against the certificate's IP addresses and sent
+ * without SNI (RFC 6066 §3 allows host names only). */
+static int tls_host_setup(SSL *ssl, const char *host)
+{
+	unsigned char ip[16];
+	bool literal = inet_pton(AF_INET, host, ip) == 1 || inet_pton(AF_INET6, host, ip) == 1;
+
+	if (!literal && !SSL_set_tlsext_host_name(ssl, host))
+		return RM_EINVAL;
+	if (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) {
+		X509_VERIFY_PARAM *vp = SSL_get0_param(ssl);
+		int ok = literal ? X509_VERIFY_PARAM_set1_ip_asc(vp, host)
+				 : X509_VERIFY_PARAM_set1_host(vp, host, strlen(host));
+		if (!ok)
+			return RM_EINVAL;
+	}
+	return RM_OK;
+}
+
 /* tls_conn_new - a connection on ctx */
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx, const char *host)
 {
@@ -244,15 +265,8 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, const char *host)
 	SSL_set_bio(t->ssl, t->rbio, t->wbio);
 	if (ctx->client) {
 		SSL_set_connect_state(t->ssl);
-		if (host != NULL) {
-			if (!SSL_set_tlsext_host_name(t->ssl, host))
-				goto fail_ssl;
-			if (SSL_get_verify_mode(t->ssl) & SSL_VERIFY_PEER) {
-				X509_VERIFY_PARAM *vp = SSL_get0_param(t->ssl);
-				if (!X509_VERIFY_PARAM_set1_host(vp, host, strlen(host)))
-					goto fail_ssl;
-			}
-		}
+		if (host != NULL && tls_host_setup(t->ssl, host) != RM_OK)
+			goto fail_ssl;
 	} else {
 		SSL_set_accept_state(t->ssl);
 	}
@@ -389,6 +403,13 @@ const char *tls_conn_cipher(const struct tls_conn *t)
 	const SSL_CIPHER *c = SSL_get_current_cipher(t->ssl);
 	const char *n = c && SSL_is_init_finished(t->ssl) ? SSL_CIPHER_standard_name(c) : NULL;
 	return n ? n : "";
+}
+
+/* tls_conn_verify_error - why the peer's certificate was rejected */
+const char *tls_conn_verify_error(const struct tls_conn *t)
+{
+	long v = SSL_get_verify_result(t->ssl);
+	return v == X509_V_OK ? "" : X509_verify_cert_error_string(v);
 }
 
 /* tls_conn_is13 - TLS 1.3 was negotiated */

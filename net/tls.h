@@ -81,7 +81,8 @@ void tls_slot_cache_fini(struct tls_slot_cache *c);
 
 /* tls_conn_new - a connection on ctx (which it references). For a client,
  * host is the SNI name and, with a verifying context, the name checked in
- * the certificate; servers pass NULL. NULL when out of memory. */
+ * the certificate (an IP literal: no SNI, matched against the
+ * certificate's IP addresses); servers pass NULL. NULL when out of memory. */
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx, const char *host);
 
 /* tls_conn_free - free; returns NULL */
@@ -118,6 +119,10 @@ bool tls_conn_out_pending(const struct tls_conn *t);
  * and "TLS_AES_128_GCM_SHA256"; "" before */
 const char *tls_conn_version(const struct tls_conn *t);
 const char *tls_conn_cipher(const struct tls_conn *t);
+
+/* tls_conn_verify_error - a verifying client's reason for rejecting the
+ * peer's certificate ("" when it was not rejected) */
+const char *tls_conn_verify_error(const struct tls_conn *t);
 
 /* tls_conn_is13 - the handshake chose TLS 1.3 */
 bool tls_conn_is13(const struct tls_conn *t);

@@ -36,7 +36,6 @@ int serve_outbound_init(struct serve_outbound *so, const struct ringmta_opts *o,
 		.smarthost = o->has_smarthost ? &so->smarthost : NULL,
 		.mx_port = o->mx_port,
 		.dns = o->has_dns ? o->dns.text : NULL,
-		.tls_required = o->outbound_tls == OUTBOUND_TLS_REQUIRED || o->outbound_tls == OUTBOUND_TLS_VERIFY,
 		.sched = {
 			.retry_s = o->retry_schedule,
 			.nretry = o->n_retry_schedule,
@@ -45,6 +44,11 @@ int serve_outbound_init(struct serve_outbound *so, const struct ringmta_opts *o,
 			.max_msgs_per_conn = o->dest_max_messages_per_connection,
 		},
 	};
+	/* enum opt_outbound_tls and enum outbound_tls_mode list the same
+	 * modes in the same order */
+	if (outbound_tls_cfg_init(&so->cfg.tls, (enum outbound_tls_mode)o->outbound_tls, o->outbound_ca, err,
+				  errlen) != 0)
+		return -1;
 	if (outbound_global_init(&so->cfg) != RM_OK) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
@@ -56,6 +60,7 @@ int serve_outbound_init(struct serve_outbound *so, const struct ringmta_opts *o,
 void serve_outbound_fini(struct serve_outbound *so)
 {
 	outbound_global_fini(&so->cfg);
+	outbound_tls_cfg_fini(&so->cfg.tls);
 	free(so->routes);
 	so->routes = NULL;
 }
