@@ -78,17 +78,21 @@ class Client:
 
     def send(self, sender, rcpts, body, bdat=False):
         """One transaction; the final reply line (any code), or raises
-        ConnectionError when the session breaks before it."""
+        ConnectionError when the session breaks before it. self.stage names
+        the command the final reply answered."""
+        self.stage = "MAIL"
         self.s.sendall(b"MAIL FROM:<%s>\r\n" % sender.encode())
         r = self.reply()
         if not r.startswith("250"):
             return r
+        self.stage = "RCPT"
         for rc in rcpts:
             self.s.sendall(b"RCPT TO:<%s>\r\n" % rc.encode())
             r = self.reply()
             if not r.startswith("250"):
                 self.cmd(b"RSET", "250")
                 return r
+        self.stage = "DATA"
         if bdat:
             half = len(body) // 2
             self.s.sendall(b"BDAT %d\r\n" % half + body[:half])
@@ -100,6 +104,7 @@ class Client:
         r = self.cmd(b"DATA", "")
         if not r.startswith("354"):
             return r
+        self.stage = "end of data"
         self.s.sendall(re.sub(rb"(?m)^\.", b"..", body) + b".\r\n")
         return self.reply()
 
@@ -416,10 +421,13 @@ def test_full_disk_then_space_freed_accepts_again(daemon, nexthop, small_fs, min
     assert full is not None, "the 16 MB spool never filled up"
     assert re.match(r"452 4\.3\.1 ", full), full
     assert len(acked) >= 10
+    print(f"full after {len(acked)} messages: {full!r} to {c.stage}")
     # Still full: the same session is refused the same way, and nothing crashed.
     time.sleep(1.2)
     r = c.send("a@src.test", ["r@dst.test"], message("still-full@faults.test", 200 * 1024))
     assert re.match(r"452 4\.3\.1 ", r), r
+    if min_free:
+        assert c.stage == "MAIL", c.stage  # --min-free-space is checked at MAIL
     c.close()
     assert d.proc.poll() is None
 
