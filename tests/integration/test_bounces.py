@@ -150,3 +150,25 @@ def test_bounce_refused_is_dropped_not_looped(sinks, daemons):
     assert dst.handler.attempts.get("bad@dst.test") == 1
     assert src.handler.messages == [] and dst.handler.messages == []
     assert d.logtext().replace("_", " ").count("delivery report queued") == 1
+
+
+def test_notify_passed_on_to_a_hop_that_offers_dsn(sinks, daemons):
+    # A relays to B (ringmta offers DSN): A passes NOTIFY on and sends no
+    # notice itself; B relays to aiosmtpd (no DSN) and sends the notice.
+    dst, src = sinks(), sinks()
+    b = daemons("--route", f"dst.test=127.0.0.1:{dst.port}", "--route", f"src.test=127.0.0.1:{src.port}")
+    a = daemons("--route", f"dst.test=127.0.0.1:{b.port}", "--route", f"src.test=127.0.0.1:{src.port}")
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", a.port, timeout=10) as s:
+        s.sendmail("a@src.test", ["ok@dst.test"], BODY, mail_options=["ENVID=e42"],
+                   rcpt_options=["NOTIFY=SUCCESS", "ORCPT=rfc822;orig@dst.test"])
+    assert dst.wait(1), a.logtext() + b.logtext()
+    assert src.wait(1), b.logtext()
+    time.sleep(1.0)
+    assert len(src.handler.messages) == 1
+    rcpts, per_msg = report_fields(parse(src.handler.messages[0][2]))
+    assert [r["action"] for r in rcpts] == ["relayed"]
+    assert per_msg["Original-Envelope-Id"] == "e42"
+    assert rcpts[0]["original-recipient"].lower().replace(" ", "") == "rfc822;orig@dst.test"
+    assert "delivery report queued" in b.logtext().replace("_", " ")
+    assert "delivery report queued" not in a.logtext().replace("_", " ")
