@@ -1850,6 +1850,11 @@ static void ob_stop(void *arg)
 	struct ob *d = arg;
 	d->stopped = true;
 	d->dns = dns_free(d->dns);
+	/* outcomes already journalled must not lose their report: the round
+	 * ends here (the jobs in flight are dropped, tried again after a
+	 * restart) */
+	for (struct ob_msg *m = d->msgs; m != NULL; m = m->next)
+		ob_dsn_flush(d, m);
 	for (uint32_t i = 0; i < d->nconns; i++) {
 		struct ob_conn *c = d->conns[i];
 		if (c != NULL && (c->state == OC_OPEN || c->state == OC_CONNECTING)) {

@@ -172,3 +172,27 @@ def test_notify_passed_on_to_a_hop_that_offers_dsn(sinks, daemons):
     assert rcpts[0]["original-recipient"].lower().replace(" ", "") == "rfc822;orig@dst.test"
     assert "delivery report queued" in b.logtext().replace("_", " ")
     assert "delivery report queued" not in a.logtext().replace("_", " ")
+
+
+def test_report_survives_a_stop_mid_round(sinks, daemons, tmp_path):
+    # One recipient bounces while another's delivery is still in flight;
+    # the daemon stops then: the report for the bounce is queued at stop
+    # and delivered after the restart (its recipient is journalled final).
+    bad = sinks({"bad@one.test": [550]})
+    slow = sinks(data_delay=8.0)
+    src = sinks()
+    spool = str(tmp_path / "spool")
+    routes = ["--route", f"one.test=127.0.0.1:{bad.port}", "--route", f"two.test=127.0.0.1:{slow.port}",
+              "--route", f"src.test=127.0.0.1:{src.port}", "--drain-grace", "0", "--retry-schedule", "1"]
+    d = daemons(*routes, spool=spool)
+    d.send("a@src.test", ["bad@one.test", "slow@two.test"], BODY)
+    assert wait_log(d, "outcome=bounced"), d.logtext()
+    time.sleep(0.3)
+    assert src.handler.messages == []  # the round is not over
+    d.proc.terminate()
+    d.proc.wait(30)
+    assert "delivery report queued" in d.logtext().replace("_", " ")
+    d2 = daemons(*routes, spool=spool)
+    assert src.wait(1, timeout=20), d2.logtext()
+    rcpts, _ = report_fields(parse(src.handler.messages[0][2]))
+    assert [r["final-recipient"].lower().replace(" ", "") for r in rcpts] == ["rfc822;bad@one.test"]
