@@ -109,6 +109,7 @@ struct blast {
 	int stop;            /* atomic */
 	unsigned finished;   /* atomic: workers done */
 	int64_t t0_us, end_us;
+	int64_t last_us;     /* atomic: when the last worker finished */
 	char *body;          /* the shared body: o->size bytes of text */
 	char date[64];
 	unsigned long long run_id;
@@ -705,6 +706,12 @@ out:
 		free(w->c[i].rtext);
 		w->c[i].tls = tls_conn_free(w->c[i].tls);
 	}
+	/* The run ends when its last worker does, not at the caller's next
+	 * progress tick: the summary's seconds must not depend on that. */
+	int64_t t = now_us(), prev = __atomic_load_n(&w->b->last_us, __ATOMIC_RELAXED);
+	while (prev < t && !__atomic_compare_exchange_n(&w->b->last_us, &prev, t, false, __ATOMIC_RELAXED,
+							   __ATOMIC_RELAXED))
+		;
 	__atomic_fetch_add(&w->b->finished, 1, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -836,7 +843,8 @@ void blast_progress(const struct blast *b, struct blast_result *r)
 		r->errors += __atomic_load_n(&x->errors, __ATOMIC_RELAXED);
 		r->bytes += __atomic_load_n(&x->bytes, __ATOMIC_RELAXED);
 	}
-	r->seconds = (double)(now_us() - b->t0_us) / 1e6;
+	int64_t end = blast_done(b) ? __atomic_load_n(&b->last_us, __ATOMIC_RELAXED) : now_us();
+	r->seconds = (double)(end - b->t0_us) / 1e6;
 }
 
 /* blast_finish - join the threads, fill r, free b */
