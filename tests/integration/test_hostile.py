@@ -100,6 +100,8 @@ def spool_bytes(spool):
     out = b""
     for root, _, files in os.walk(spool):
         for n in files:
+            if not os.path.isfile(os.path.join(root, n)):
+                continue  # the daemon's control socket
             with open(os.path.join(root, n), "rb") as f:
                 out += f.read()
     return out
