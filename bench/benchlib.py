@@ -183,11 +183,11 @@ def stop(proc, sig=signal.SIGTERM, timeout=15.0):
 class RingmtaSink:
     """RingmtaSink - ringmta-sink on a free loopback port, counting on demand"""
 
-    def __init__(self, build, threads=1):
+    def __init__(self, build, threads=1, extra=()):
         self.port = free_port()
         self.proc = subprocess.Popen(
             [os.path.join(build, "ringmta-sink"), "--listen", f"127.0.0.1:{self.port}",
-             "--threads", str(threads)],
+             "--threads", str(threads), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         wait_port(self.port, self.proc, "ringmta-sink")
 

@@ -1,0 +1,90 @@
+#!/usr/bin/python3
+"""tls_relay.py - relay throughput with TLS on both sides beside plain, in
+one run: ringmta-blast -> ringmta -> ringmta-sink, 10 KB messages.
+
+plain: blast without STARTTLS, ringmta --outbound-tls none, a plain sink.
+tls:   blast --starttls into ringmta (certificate set), ringmta
+       --outbound-tls required to a sink with a certificate: every message
+       is decrypted on the way in and encrypted on the way out.
+The two modes alternate; each figure is the median over the repetitions.
+delivered/s counts from the generator's start until the sink has every
+message; ringmta CPU is utime+stime of all its threads over that window.
+
+  bench/tls_relay.py [--build DIR] [--reps R] [--messages N] [--sessions C]
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
+
+def run(build, tls, n, conns, certs):
+    """run - one repetition; returns (delivered/s, ringmta CPU µs per message)"""
+    tlsf = ["--tls-cert", certs[0], "--tls-key", certs[1]]
+    sink = benchlib.RingmtaSink(build, extra=tlsf if tls else ())
+    spool = tempfile.mkdtemp(prefix="ringmta-tls-relay-", dir="/var/tmp")
+    port, mport = benchlib.free_port(), benchlib.free_port()
+    relay = subprocess.Popen(
+        [os.path.join(build, "ringmta"), "--listen", f"127.0.0.1:{port}", "--metrics",
+         f"127.0.0.1:{mport}", "--spool", spool, "--smarthost", f"127.0.0.1:{sink.port}",
+         "--min-free-space", "0", "--hostname", "relay.test",
+         "--outbound-tls", "required" if tls else "none"] + (tlsf if tls else []),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        benchlib.wait_port(port, relay, "ringmta")
+        cpu0 = benchlib.cpu_seconds(relay.pid)
+        argv = benchlib.blast_cmd(build, port, 10240, n, conns) + (["--starttls"] if tls else [])
+        t0 = time.monotonic()
+        r = benchlib.run_client(argv, n)
+        if r["accepted"] != n:
+            raise SystemExit(f"only {r['accepted']} of {n} accepted: {r['stderr']}")
+        deadline = time.monotonic() + 120
+        while sink.count() < n:
+            if time.monotonic() > deadline:
+                raise SystemExit("not everything arrived at the sink within 120 s")
+            time.sleep(0.02)
+        wall = time.monotonic() - t0
+        cpu = benchlib.cpu_seconds(relay.pid) - cpu0
+        return n / wall, cpu / n * 1e6
+    finally:
+        benchlib.stop(relay)
+        sink.close()
+        subprocess.run(["rm", "-rf", spool], check=False)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(os.path.dirname(__file__), "..", "build"))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--messages", type=int, default=5000)
+    ap.add_argument("--sessions", type=int, default=50)
+    a = ap.parse_args()
+    benchlib.raise_fd_limit()
+    with tempfile.TemporaryDirectory() as tmp:
+        certs = (os.path.join(tmp, "c.pem"), os.path.join(tmp, "k.pem"))
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", certs[1], "-out", certs[0],
+                        "-days", "2", "-subj", "/CN=localhost"], check=True, capture_output=True)
+        res = {False: [], True: []}
+        for rep in range(a.reps):
+            for tls in ((False, True) if rep % 2 == 0 else (True, False)):
+                res[tls].append(run(a.build, tls, a.messages, a.sessions, certs))
+                print(f"rep {rep} {'tls' if tls else 'plain'}: {res[tls][-1][0]:.0f} delivered/s, "
+                      f"{res[tls][-1][1]:.0f} µs CPU per message", file=sys.stderr)
+    med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+           for k, v in res.items()}
+    print(f"| relay, 10 KB, {a.sessions} sessions | delivered/s | ringmta CPU per message |")
+    print("| --- | ---: | ---: |")
+    print(f"| plain in and out | {med[False][0]:.0f} | {med[False][1]:.0f} µs |")
+    print(f"| TLS in and out | {med[True][0]:.0f} | {med[True][1]:.0f} µs |")
+    print(f"| TLS / plain | {med[True][0] / med[False][0]:.0%} | {med[True][1] / med[False][1]:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
