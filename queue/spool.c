@@ -1441,18 +1441,28 @@ static int rc_compact(struct rc *rc)
 			free(p);
 		}
 	}
-	f = err == RM_OK ? sp_file_open(sp, sp->next_jrn, true, true) : NULL;
-	if (err == RM_OK && !f)
-		err = RM_EIO;
-	if (err == RM_OK && len) {
+	if (err != RM_OK) {
+		free(mem);
+		return err;
+	}
+	f = sp_file_open(sp, sp->next_jrn, true, true);
+	bool written = f != NULL;
+	if (written && len) {
 		struct iovec v = { mem, len };
-		if (sp->io->pwritev(sp->io->ctx, f->fd, &v, 1, 0) != (int64_t)len ||
-		    sp->io->fdatasync(sp->io->ctx, f->fd) < 0)
-			err = RM_EIO;
+		written = sp->io->pwritev(sp->io->ctx, f->fd, &v, 1, 0) == (int64_t)len &&
+			  sp->io->fdatasync(sp->io->ctx, f->fd) >= 0;
 	}
 	free(mem);
-	if (err != RM_OK)
-		return err;
+	if (!written) {
+		/* A full or failing disk must not keep the daemon from starting
+		 * (it then answers 452 and recovers when space returns): the
+		 * journals as found were synced above and say the same thing,
+		 * so keep them and journal into a new file later. */
+		if (f)
+			sp_file_drop(sp, f, true);
+		sp->next_jrn++;
+		return RM_OK;
+	}
 	sp->next_jrn++;
 	f->tail = f->durable = f->want = len;
 	sp->jcur = f;

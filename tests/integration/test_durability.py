@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from test_server import BIN, Daemon, metric, raw, read_reply
+from test_server import BIN, Daemon, free_port, metric, raw, read_reply
 
 # --- an independent reader of the spool's files -------------------------------
 
@@ -151,6 +151,11 @@ def spool_daemon():
     started = []
 
     def start(*extra, spool=None):
+        # Delivery is not under test: a next hop that refuses connections
+        # keeps every message queued (without it, MX lookups of the test
+        # domains would bounce them and recovery would find none).
+        if "--smarthost" not in extra:
+            extra = ("--smarthost", f"127.0.0.1:{free_port()}", "--retry-schedule", "3600") + extra
         d = Daemon(*extra, spool=spool)
         started.append(d)
         return d.wait_ready()

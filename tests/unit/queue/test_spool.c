@@ -468,6 +468,54 @@ static void test_disk_full(void **st)
 	fx_teardown(&fx);
 }
 
+/* Recovery on a full disk: compacting the journal cannot be written, yet
+ * the spool opens with every message and its journal state, and journals
+ * again once writes succeed. */
+static void test_recover_on_full_disk(void **st)
+{
+	(void)st;
+	struct fixture fx;
+	struct tmsg m[2];
+	uint64_t seed = 23;
+	struct spool_recovery rec;
+
+	fx_setup(&fx);
+	fx_open(&fx, 0, NULL);
+	for (unsigned i = 0; i < 2; i++) {
+		tmsg_make(&m[i], 10 + i, &seed);
+		assert_int_equal(spool_tx_commit(fx.sp, tmsg_send(fx.sp, &m[i]), &m[i].env), 0);
+	}
+	assert_int_equal(collect(fx.sp, 0), 2);
+	struct spool_jrec j = { slice_cstr(m[0].id), 0, SPOOL_OUT_DEFERRED, 1700000000999ull, 1,
+				SLICE_LIT("451 4.3.0 try later") };
+	assert_int_equal(spool_journal(fx.sp, &j), 0);
+	spool_run(fx.sp);
+
+	fx.fail_writes = 1000000; /* every write fails, as on a full disk */
+	fx_open(&fx, 0, &rec);
+	assert_int_equal(rec.nmsg, 2);
+	for (unsigned i = 0; i < 2; i++) {
+		check_env(&rec.msg[i].env, &m[i]);
+		check_body(fx.sp, &rec.msg[i].env, &m[i]);
+	}
+	assert_int_equal(rec.msg[0].rs[0].attempts, 1);
+	assert_true(slice_eq(rec.msg[0].rs[0].last_reply, SLICE_LIT("451 4.3.0 try later")));
+	spool_recovery_free(&rec);
+
+	fx.fail_writes = 0; /* space returns */
+	j = (struct spool_jrec){ slice_cstr(m[1].id), 0, SPOOL_OUT_DELIVERED, 0, 1, SLICE_LIT("250 ok") };
+	assert_int_equal(spool_journal(fx.sp, &j), 0);
+	spool_run(fx.sp);
+	fx_open(&fx, 0, &rec);
+	assert_int_equal(rec.nmsg, 2 - (m[1].nrcpt == 1));
+	check_env(&rec.msg[0].env, &m[0]);
+	assert_int_equal(rec.msg[0].rs[0].attempts, 1);
+	spool_recovery_free(&rec);
+	for (int i = 0; i < 2; i++)
+		free(m[i].body);
+	fx_teardown(&fx);
+}
+
 static void test_lock_exclusion(void **st)
 {
 	(void)st;
@@ -566,6 +614,7 @@ int main(void)
 		cmocka_unit_test(test_journal_and_deletion),
 		cmocka_unit_test(test_copy_forward),
 		cmocka_unit_test(test_disk_full),
+		cmocka_unit_test(test_recover_on_full_disk),
 		cmocka_unit_test(test_lock_exclusion),
 		cmocka_unit_test(test_stale_completion),
 		cmocka_unit_test(test_id_before_commit),
