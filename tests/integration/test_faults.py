@@ -25,7 +25,7 @@ import time
 import pytest
 
 from test_hostile import rss_kb
-from test_server import BUILD, daemon, free_port, read_reply  # noqa: F401 (daemon: a fixture)
+from test_server import BUILD, daemon, free_port, metric, read_reply  # noqa: F401 (daemon: a fixture)
 
 SINK = os.path.join(BUILD, "ringmta-sink")
 QUEUE = os.path.join(BUILD, "ringmta-queue")
@@ -234,6 +234,9 @@ def test_sigkill_rounds_lose_nothing_acknowledged(daemon, tmp_path):
         # 250 and the journal record: at most the transactions in flight,
         # one per outbound connection, at each kill.
         assert dup_msgs <= rounds * OUT_CONNS * 2, f"{dup_msgs} messages delivered twice"
+        # and nothing stays behind in the queue
+        assert wait_for(lambda: d.proc.poll() is None and metric(d.mport, "ringmta_queue_messages") == 0, 30, 0.5), \
+            queue_list(spool)[:5]
     finally:
         sink.terminate()
         sink.wait()
