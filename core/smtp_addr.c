@@ -190,25 +190,18 @@ static const char *addr_domain_scan(const char *p, const char *end, bool allow_u
 {
 	for (;;) {
 		const char *label = p;
-		bool u = false, hyphen_last = false;
+		bool u = false;
 		size_t n;
-		while (p < end) {
-			unsigned char c = (unsigned char)*p;
-			if (addr_is((char)c, ACL_LETDIG)) {
+		for (;;) { /* runs of Let-dig / "-" (ACL_KEY), then UTF-8 */
+			while (p < end && addr_is(*p, ACL_KEY))
 				p++;
-				hyphen_last = false;
-			} else if (c == '-') {
-				p++;
-				hyphen_last = true;
-			} else if (c >= 0x80 && allow_utf8 && (n = addr_utf8_at(p, end)) != 0) {
-				p += n;
-				u = true;
-				hyphen_last = false;
-			} else {
+			if (p == end || (unsigned char)*p < 0x80 || !allow_utf8 ||
+			    (n = addr_utf8_at(p, end)) == 0)
 				break;
-			}
+			p += n;
+			u = true;
 		}
-		if (p == label || *label == '-' || hyphen_last || (!u && p - label > 63))
+		if (p == label || *label == '-' || p[-1] == '-' || (!u && p - label > 63))
 			return NULL;
 		*utf8 |= u;
 		if (p == end || *p != '.')
@@ -494,12 +487,50 @@ struct addr_param {
 	bool has_val;
 };
 
+/* addr_value_span - the first byte at or after p that is not an ASCII
+ * esmtp-value byte (%d33-60 / %d62-126), or end. Eight bytes a step while
+ * eight remain: a byte is flagged if it is below 33, above 126 or "=";
+ * the lowest flag is exact (borrows and carries only run upward from a
+ * flagged byte). The tail goes through the class table. */
+static inline const char *addr_value_span(const char *p, const char *end)
+{
+	const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
+
+	while (end - p >= 8) {
+		uint64_t x, eq, bad;
+		memcpy(&x, p, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+		x = __builtin_bswap64(x); /* the lowest flag must be the first byte */
+#endif
+		eq = x ^ (ones * '=');
+		bad = ((x - ones * 33) & ~x) | (x + ones) | x | ((eq - ones) & ~eq);
+		bad &= high;
+		if (bad)
+			return p + (__builtin_ctzll(bad) >> 3);
+		p += 8;
+	}
+	while (p < end && addr_is(*p, ACL_VALUE))
+		p++;
+	return p;
+}
+
+/* addr_key_valid - esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-") */
+static bool addr_key_valid(struct slice key)
+{
+	if (key.len == 0 || !addr_is(key.ptr[0], ACL_LETDIG))
+		return false;
+	for (size_t i = 1; i < key.len; i++)
+		if (!addr_is(key.ptr[i], ACL_KEY))
+			return false;
+	return true;
+}
+
 /* addr_param_next - the next parameter of *in; 1 got one, 0 at the end,
  * -1 malformed (pm->all still names it). Separators are runs of SP. One
- * pass: esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-"), then
- * optionally "=" esmtp-value, 1*(%d33-60 / %d62-126 / UTF8-non-ascii)
- * (RFC 6531 §3.3). */
-static int addr_param_next(struct slice *in, struct addr_param *pm)
+ * pass: a keyword of esmtp-value bytes other than UTF-8 (its esmtp-keyword
+ * syntax is left to addr_key_valid), then optionally "=" esmtp-value,
+ * 1*(%d33-60 / %d62-126 / UTF8-non-ascii) (RFC 6531 §3.3). */
+static inline int addr_param_next(struct slice *in, struct addr_param *pm)
 {
 	const char *p = in->ptr, *end = in->ptr + in->len, *start, *eq = NULL;
 	int rc = 1;
@@ -515,15 +546,15 @@ static int addr_param_next(struct slice *in, struct addr_param *pm)
 			return 0;
 	}
 	start = p;
-	if (rc > 0 && addr_is(*p, ACL_LETDIG)) {
-		while (p < end && addr_is(*p, ACL_KEY))
-			p++;
+	if (rc > 0) {
+		/* The keyword is only delimited here: its bytes are checked by
+		 * addr_key_valid when no keyword matches (a match implies them). */
+		p = addr_value_span(p, end);
 		if (p < end && *p == '=') {
 			const char *v = eq = p++;
 			size_t n;
 			for (;;) {
-				while (p < end && addr_is(*p, ACL_VALUE))
-					p++;
+				p = addr_value_span(p, end);
 				if (p == end || (unsigned char)*p < 0x80 || (n = addr_utf8_at(p, end)) == 0)
 					break;
 				p += n;
@@ -546,6 +577,24 @@ static int addr_param_next(struct slice *in, struct addr_param *pm)
 	return rc;
 }
 
+/* addr_fold4 - four bytes at p as a little-endian word with bit 0x20 set in
+ * each (ASCII letters folded to lower case). Exact against a target of
+ * lower-case letters and digits for bytes already checked to be keyword or
+ * value bytes: only upper-case letters lack that bit among them, the other
+ * bytes it changes become control characters or punctuation no target holds.
+ * Built from bytes so it reads nothing past p[3] and needs no alignment. */
+static inline uint32_t addr_fold4(const char *p)
+{
+	const unsigned char *u = (const unsigned char *)p;
+
+	return ((uint32_t)u[0] | (uint32_t)u[1] << 8 | (uint32_t)u[2] << 16 | (uint32_t)u[3] << 24) |
+	       0x20202020u;
+}
+
+/* ADDR_TAG4 - the addr_fold4 word of four lower-case characters */
+#define ADDR_TAG4(a, b, c, d) \
+	((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | (uint32_t)(d) << 24)
+
 /* addr_keyword - index of key in names (case-insensitive), -1 if absent */
 static int addr_keyword(struct slice key, const struct slice *names, int count)
 {
@@ -566,26 +615,101 @@ static bool addr_size_parse(struct slice v, uint64_t *out)
 		unsigned d = (unsigned)((unsigned char)v.ptr[i] - '0');
 		if (d > 9)
 			return false;
-		n = (n > (UINT64_MAX - d) / 10) ? UINT64_MAX : n * 10 + d;
+		/* 19 digits always fit; only a 20th can overflow (no division
+		 * per digit: it was the costliest part of a MAIL line) */
+		if (i < 19)
+			n = n * 10 + d;
+		else if (__builtin_mul_overflow(n, 10u, &n) || __builtin_add_overflow(n, d, &n))
+			n = UINT64_MAX;
 	}
 	*out = n;
 	return true;
 }
 
-enum { MAIL_SIZE, MAIL_BODY, MAIL_SMTPUTF8, MAIL_RET, MAIL_ENVID, MAIL_AUTH, MAIL__COUNT };
-static const struct slice addr_mail_keys[MAIL__COUNT] = {
-	[MAIL_SIZE] = SLICE_LIT("SIZE"),   [MAIL_BODY] = SLICE_LIT("BODY"),
-	[MAIL_SMTPUTF8] = SLICE_LIT("SMTPUTF8"), [MAIL_RET] = SLICE_LIT("RET"),
-	[MAIL_ENVID] = SLICE_LIT("ENVID"), [MAIL_AUTH] = SLICE_LIT("AUTH"),
-};
+enum { MAIL_SIZE, MAIL_BODY, MAIL_SMTPUTF8, MAIL_RET, MAIL_ENVID, MAIL_AUTH };
 
-/* Checks and stores one parameter's value; false if it is malformed. */
+/* addr_mail_keyword - the MAIL parameter a keyword names, -1 if none.
+ * Dispatch on the length, then one folded word compare per candidate. */
+static inline int addr_mail_keyword(struct slice key)
+{
+	const char *k = key.ptr;
+
+	switch (key.len) {
+	case 3:
+		return ((uint32_t)((unsigned char)k[0] | (unsigned char)k[1] << 8 |
+				   (unsigned char)k[2] << 16) | 0x202020u) == ADDR_TAG4('r', 'e', 't', 0)
+			       ? MAIL_RET
+			       : -1;
+	case 4:
+		switch (addr_fold4(k)) {
+		case ADDR_TAG4('s', 'i', 'z', 'e'):
+			return MAIL_SIZE;
+		case ADDR_TAG4('b', 'o', 'd', 'y'):
+			return MAIL_BODY;
+		case ADDR_TAG4('a', 'u', 't', 'h'):
+			return MAIL_AUTH;
+		default:
+			return -1;
+		}
+	case 5:
+		return addr_fold4(k) == ADDR_TAG4('e', 'n', 'v', 'i') && ((unsigned char)k[4] | 0x20) == 'd'
+			       ? MAIL_ENVID
+			       : -1;
+	case 8:
+		return addr_fold4(k) == ADDR_TAG4('s', 'm', 't', 'p') &&
+				       addr_fold4(k + 4) == ADDR_TAG4('u', 't', 'f', '8')
+			       ? MAIL_SMTPUTF8
+			       : -1;
+	default:
+		return -1;
+	}
+}
+
+/* addr_body_value - BODY= 7BIT / 8BITMIME / BINARYMIME, any case */
+static inline enum smtp_body addr_body_value(struct slice v)
+{
+	const char *p = v.ptr;
+
+	if (v.len == 4 && addr_fold4(p) == ADDR_TAG4('7', 'b', 'i', 't'))
+		return SMTP_BODY_7BIT;
+	if (v.len == 8 && addr_fold4(p) == ADDR_TAG4('8', 'b', 'i', 't') &&
+	    addr_fold4(p + 4) == ADDR_TAG4('m', 'i', 'm', 'e'))
+		return SMTP_BODY_8BITMIME;
+	if (v.len == 10 && addr_fold4(p) == ADDR_TAG4('b', 'i', 'n', 'a') &&
+	    addr_fold4(p + 4) == ADDR_TAG4('r', 'y', 'm', 'i') && (p[8] | 0x20) == 'm' &&
+	    (p[9] | 0x20) == 'e')
+		return SMTP_BODY_BINARYMIME;
+	return SMTP_BODY_UNSPEC;
+}
+
+/* addr_ret_value - RET= FULL / HDRS, any case */
+static inline enum smtp_ret addr_ret_value(struct slice v)
+{
+	if (v.len != 4)
+		return SMTP_RET_UNSPEC;
+	switch (addr_fold4(v.ptr)) {
+	case ADDR_TAG4('f', 'u', 'l', 'l'):
+		return SMTP_RET_FULL;
+	case ADDR_TAG4('h', 'd', 'r', 's'):
+		return SMTP_RET_HDRS;
+	default:
+		return SMTP_RET_UNSPEC;
+	}
+}
+
+/* Names one parameter's keyword (-1 if unknown; a match must imply a
+ * well-formed esmtp-keyword, as the folded compares do); checks and stores its
+ * value (false if malformed). */
+typedef int (*addr_keyword_fn)(struct slice key);
 typedef bool (*addr_value_fn)(int kw, const struct addr_param *pm, void *out);
 
 /* addr_params_parse - the parameter loop shared by MAIL and RCPT: keyword
- * lookup in keys[0..count), duplicates, then value(kw) */
-static enum smtp_addr_err addr_params_parse(struct slice in, const struct slice *keys, int count,
-					    addr_value_fn value, void *out, struct slice *bad)
+ * lookup, duplicates, then value(kw). Always inlined into its two callers so
+ * that keyword() and value() become direct, inlined code: the indirect calls
+ * and the table walk were most of a MAIL line's cost. */
+static inline __attribute__((always_inline)) enum smtp_addr_err
+addr_params_parse(struct slice in, addr_keyword_fn keyword, addr_value_fn value, void *out,
+		  struct slice *bad)
 {
 	struct addr_param pm;
 	unsigned seen = 0;
@@ -598,8 +722,8 @@ static enum smtp_addr_err addr_params_parse(struct slice in, const struct slice 
 	while (err == SMTP_ADDR_OK && (rc = addr_param_next(&in, &pm)) != 0) {
 		if (rc < 0)
 			err = SMTP_ADDR_PARAM_SYNTAX;
-		else if ((kw = addr_keyword(pm.key, keys, count)) < 0)
-			err = SMTP_ADDR_PARAM_UNKNOWN;
+		else if ((kw = keyword(pm.key)) < 0)
+			err = addr_key_valid(pm.key) ? SMTP_ADDR_PARAM_UNKNOWN : SMTP_ADDR_PARAM_SYNTAX;
 		else if (seen & (1u << kw))
 			err = SMTP_ADDR_PARAM_DUP;
 		else if (seen |= 1u << kw, !value(kw, &pm, out))
@@ -610,7 +734,7 @@ static enum smtp_addr_err addr_params_parse(struct slice in, const struct slice 
 }
 
 /* addr_mail_value - check and store one MAIL parameter's value */
-static bool addr_mail_value(int kw, const struct addr_param *pm, void *outp)
+static inline bool addr_mail_value(int kw, const struct addr_param *pm, void *outp)
 {
 	struct smtp_mail_params *out = outp;
 	struct slice v = pm->val;
@@ -626,18 +750,10 @@ static bool addr_mail_value(int kw, const struct addr_param *pm, void *outp)
 		out->has_size = true;
 		return addr_size_parse(v, &out->size);
 	case MAIL_BODY:
-		if (addr_eq_nocase(v, SLICE_LIT("7BIT")))
-			out->body = SMTP_BODY_7BIT;
-		else if (addr_eq_nocase(v, SLICE_LIT("8BITMIME")))
-			out->body = SMTP_BODY_8BITMIME;
-		else if (addr_eq_nocase(v, SLICE_LIT("BINARYMIME")))
-			out->body = SMTP_BODY_BINARYMIME;
+		out->body = addr_body_value(v);
 		return out->body != SMTP_BODY_UNSPEC;
 	case MAIL_RET:
-		if (addr_eq_nocase(v, SLICE_LIT("FULL")))
-			out->ret = SMTP_RET_FULL;
-		else if (addr_eq_nocase(v, SLICE_LIT("HDRS")))
-			out->ret = SMTP_RET_HDRS;
+		out->ret = addr_ret_value(v);
 		return out->ret != SMTP_RET_UNSPEC;
 	case MAIL_ENVID:
 		out->envid = v;
@@ -655,7 +771,7 @@ enum smtp_addr_err smtp_mail_params_parse(struct slice in, struct smtp_mail_para
 					  struct slice *bad)
 {
 	*out = (struct smtp_mail_params){ .size = 0 };
-	return addr_params_parse(in, addr_mail_keys, MAIL__COUNT, addr_mail_value, out, bad);
+	return addr_params_parse(in, addr_mail_keyword, addr_mail_value, out, bad);
 }
 
 /* addr_notify_parse - "NEVER" or a comma list of SUCCESS / FAILURE / DELAY */
@@ -704,14 +820,24 @@ static bool addr_orcpt_valid(struct slice v)
 	return addr_xtext_check(addr, true, addr_eq_nocase(type, SLICE_LIT("utf-8")));
 }
 
-enum { RCPT_NOTIFY, RCPT_ORCPT, RCPT__COUNT };
-static const struct slice addr_rcpt_keys[RCPT__COUNT] = {
-	[RCPT_NOTIFY] = SLICE_LIT("NOTIFY"),
-	[RCPT_ORCPT] = SLICE_LIT("ORCPT"),
-};
+enum { RCPT_NOTIFY, RCPT_ORCPT };
+
+/* addr_rcpt_keyword - the RCPT parameter a keyword names, -1 if none */
+static inline int addr_rcpt_keyword(struct slice key)
+{
+	const char *k = key.ptr;
+
+	if (key.len == 6 && addr_fold4(k) == ADDR_TAG4('n', 'o', 't', 'i') &&
+	    ((unsigned char)k[4] | 0x20) == 'f' && ((unsigned char)k[5] | 0x20) == 'y')
+		return RCPT_NOTIFY;
+	if (key.len == 5 && addr_fold4(k) == ADDR_TAG4('o', 'r', 'c', 'p') &&
+	    ((unsigned char)k[4] | 0x20) == 't')
+		return RCPT_ORCPT;
+	return -1;
+}
 
 /* addr_rcpt_value - check and store one RCPT parameter's value */
-static bool addr_rcpt_value(int kw, const struct addr_param *pm, void *outp)
+static inline bool addr_rcpt_value(int kw, const struct addr_param *pm, void *outp)
 {
 	struct smtp_rcpt_params *out = outp;
 
@@ -728,5 +854,5 @@ enum smtp_addr_err smtp_rcpt_params_parse(struct slice in, struct smtp_rcpt_para
 					  struct slice *bad)
 {
 	*out = (struct smtp_rcpt_params){ .notify = 0 };
-	return addr_params_parse(in, addr_rcpt_keys, RCPT__COUNT, addr_rcpt_value, out, bad);
+	return addr_params_parse(in, addr_rcpt_keyword, addr_rcpt_value, out, bad);
 }
