@@ -1,17 +1,6 @@
 /* slice.c - helpers over borrowed byte views. Pure; any thread. */
 #include "core/slice.h"
 
-/* slice_eq_nocase - ASCII case-insensitive equality */
-bool slice_eq_nocase(struct slice a, struct slice b)
-{
-	if (a.len != b.len)
-		return false;
-	for (size_t i = 0; i < a.len; i++)
-		if (ascii_lower(a.ptr[i]) != ascii_lower(b.ptr[i]))
-			return false;
-	return true;
-}
-
 /* slice_starts_nocase - does s begin with prefix, ASCII case-insensitively */
 bool slice_starts_nocase(struct slice s, struct slice prefix)
 {

@@ -42,8 +42,17 @@ static inline char ascii_lower(char c)
 	return (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
 }
 
-/* slice_eq_nocase - ASCII case-insensitive equality */
-bool slice_eq_nocase(struct slice a, struct slice b);
+/* slice_eq_nocase - ASCII case-insensitive equality (inline: the command
+ * and parameter parsers compare keywords with it on every line) */
+static inline bool slice_eq_nocase(struct slice a, struct slice b)
+{
+	if (a.len != b.len)
+		return false;
+	for (size_t i = 0; i < a.len; i++)
+		if (ascii_lower(a.ptr[i]) != ascii_lower(b.ptr[i]))
+			return false;
+	return true;
+}
 
 /* slice_starts_nocase - does s begin with prefix, ASCII case-insensitively */
 bool slice_starts_nocase(struct slice s, struct slice prefix);

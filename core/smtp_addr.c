@@ -67,18 +67,6 @@ static inline int addr_hexval(unsigned char c)
 	return -1;
 }
 
-/* addr_eq_nocase - a equals b, ASCII case-insensitively (inlined: keyword
- * and value tables are compared on every MAIL and RCPT) */
-static inline bool addr_eq_nocase(struct slice a, struct slice b)
-{
-	if (a.len != b.len)
-		return false;
-	for (size_t i = 0; i < a.len; i++)
-		if (ascii_lower(a.ptr[i]) != ascii_lower(b.ptr[i]))
-			return false;
-	return true;
-}
-
 /* addr_utf8_seq - length of the well-formed UTF-8 sequence for a non-ASCII
  * lead byte at p[0..n) (n >= 1), 0 if malformed (RFC 3629 §4) */
 static size_t addr_utf8_seq(const unsigned char *p, size_t n)
@@ -300,7 +288,7 @@ static const char *addr_literal_scan(const char *p, const char *end)
 	colon = memchr(in, ':', (size_t)(close - in));
 	if (!colon)
 		return NULL;
-	if (addr_eq_nocase(slice_make(in, (size_t)(colon - in)), SLICE_LIT("IPv6")))
+	if (slice_eq_nocase(slice_make(in, (size_t)(colon - in)), SLICE_LIT("IPv6")))
 		return addr_ipv6_valid(colon + 1, close) ? close + 1 : NULL;
 	/* General-address-literal: Standardized-tag ":" 1*dcontent */
 	if (!addr_ldh_valid(in, colon) || colon + 1 == close)
@@ -377,7 +365,7 @@ enum smtp_addr_err smtp_path_parse(struct slice in, bool allow_null, struct smtp
 		if (!p)
 			return SMTP_ADDR_SYNTAX;
 	} else if (!allow_null && mbox == open + 1 &&
-		   addr_eq_nocase(slice_make(mbox, (size_t)(p - mbox)), SLICE_LIT("Postmaster"))) {
+		   slice_eq_nocase(slice_make(mbox, (size_t)(p - mbox)), SLICE_LIT("Postmaster"))) {
 		out->postmaster = true; /* RFC 5321 §4.1.1.3 "<Postmaster>" */
 	} else {
 		return SMTP_ADDR_SYNTAX;
@@ -599,7 +587,7 @@ static inline uint32_t addr_fold4(const char *p)
 static int addr_keyword(struct slice key, const struct slice *names, int count)
 {
 	for (int i = 0; i < count; i++)
-		if (addr_eq_nocase(key, names[i]))
+		if (slice_eq_nocase(key, names[i]))
 			return i;
 	return -1;
 }
@@ -783,7 +771,7 @@ static bool addr_notify_parse(struct slice v, unsigned *out)
 	const char *p = v.ptr, *end = v.ptr + v.len;
 	unsigned n = 0;
 
-	if (addr_eq_nocase(v, SLICE_LIT("NEVER"))) {
+	if (slice_eq_nocase(v, SLICE_LIT("NEVER"))) {
 		*out = SMTP_NOTIFY_NEVER;
 		return true;
 	}
@@ -817,7 +805,7 @@ static bool addr_orcpt_valid(struct slice v)
 	for (size_t i = 0; i < type.len; i++) /* addr-type = atom */
 		if (!addr_is(type.ptr[i], ACL_ATEXT))
 			return false;
-	return addr_xtext_check(addr, true, addr_eq_nocase(type, SLICE_LIT("utf-8")));
+	return addr_xtext_check(addr, true, slice_eq_nocase(type, SLICE_LIT("utf-8")));
 }
 
 enum { RCPT_NOTIFY, RCPT_ORCPT };
