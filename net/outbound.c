@@ -42,14 +42,25 @@
  * Timeouts: a deadline per connection from smtp_client_phase; the turn
  * scans the (few) connections; an expired one is shut down, which ends its
  * recv. The connect has a linked timeout.
- * Threads: everything but outbound_global_* runs on the shard's thread.
+ * Hand-off between shards (net/outbound.h "Placement"): a struct ob_carry
+ * goes from the owner to a carrier and back through their control inboxes,
+ * tagged in the reference's low bits (OB_REF_CARRY, OB_REF_RESULT; a plain
+ * pointer is a struct outbound_ctl). The carrier wraps it in a proxy
+ * ob_msg (carry set, not on the msgs list) with one job in its own
+ * scheduler, so the connection code is the same for both; ob_job_done on a
+ * proxy posts the replies back instead of journalling.
+ * Threads: everything but outbound_global_* runs on the shard's thread; an
+ * ob_carry belongs to one shard at a time (the mailbox hands it over), but
+ * its cancel flag, which the owner may set while the carrier holds it.
  */
 #define _GNU_SOURCE
 #include "net/outbound.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -81,10 +92,15 @@
 #define OB_TEXT 256             /* reply text kept per recipient */
 #define OB_MX_KEEP_MS 60000     /* an MX answer (or a permanent failure) is kept */
 #define O_DNS 15u               /* the resolver's operations (net/dns.h ud_base) */
-#define OB_CTL_SLOTS 64u        /* control requests waiting per shard */
+#define OB_CTL_SLOTS 1024u      /* control requests and hand-offs waiting per shard */
+#define OB_CARRY_GAP 2u         /* load difference that makes a hand-off */
+#define OB_CARRY_MAX 256u       /* jobs a shard has with carriers at once */
+#define OB_CARRY_SEGS 4u        /* segments of a carried body (more: stays local) */
+#define OB_REF_CARRY 1u         /* inbox reference tags (low bits) */
+#define OB_REF_RESULT 2u
 #define OB_TLS_PLAIN_MS 3600000 /* opportunistic TLS that failed: plaintext to that hop this long */
 
-enum ob_op { O_CONNECT = 1, O_LTIMEOUT, O_RECV, O_SEND, O_READ, O_CLOSE, O_TLSREAD };
+enum ob_op { O_CONNECT = 1, O_LTIMEOUT, O_RECV, O_SEND, O_READ, O_CLOSE, O_TLSREAD, O_WAKE };
 enum ob_state { OC_FREE = 0, OC_CONNECTING, OC_OPEN, OC_CLOSING };
 enum ob_body { B_NONE = 0, B_BODY, B_DONE };
 
@@ -99,7 +115,35 @@ struct ob_msg {
 	struct outbound_dsn_item *dsn; /* outcomes for this round's report */
 	uint32_t ndsn;
 	bool deleted;              /* by the control socket: never sent again */
+	struct ob_carry *carry;    /* a carrier's proxy of another shard's job */
 	struct ob_msg *prev, *next;
+};
+
+struct ob;
+
+/* A job carried by another shard. Owner's fields are set before the push
+ * and read-only after; the carrier fills the result fields. */
+struct ob_carry {
+	struct ob *owner;
+	unsigned owner_shard;
+	struct sched_job *job;     /* the owner's, taken, untouched while away */
+	struct ob_msg *m;          /* the owner's */
+	struct spool_env env;      /* shallow copy: slices into m's arena */
+	char id[MSGID_LEN + 1];
+	const char *key;           /* the destination (the shared entry's key) */
+	const struct outbound_hop *hop;
+	uint32_t attempts;
+	int fd[OB_CARRY_SEGS];     /* read-only, the carrier's to close */
+	uint32_t seg[OB_CARRY_SEGS];
+	uint32_t nseg;
+	int cancel;                /* atomic: the owner deleted the message */
+	/* the result */
+	struct ob_res *res;        /* per recipient, or NULL: every one why */
+	char why[256];
+	bool hop_dsn;
+	struct ob_carry *next;     /* owner: jobs away; carrier: results to post */
+	uint32_t nrcpt;
+	uint32_t rcpt[];
 };
 
 /* A shard's per-destination state, hung on sched_ldest.user. */
@@ -189,6 +233,13 @@ struct ob {
 	bool hop_dsn;              /* the hop of the result in hand offers DSN */
 	uint64_t rng;
 	struct mbox *ctl;          /* control requests (g->_ctl[shard]) */
+	struct ob_carry *away;     /* our jobs other shards carry */
+	unsigned naway;
+	struct ob_msg *proxies;    /* jobs we carry for others */
+	unsigned nproxy;
+	unsigned nload;            /* shards below this index published a load */
+	uint8_t wake[MSGID_SHARD_MAX + 1]; /* shards to ring at the turn's end */
+	struct ob_carry *back;     /* results whose owner's inbox was full */
 	char err[160];
 };
 
@@ -273,7 +324,13 @@ int outbound_global_init(struct outbound_cfg *g)
 	g->_idle_ms = ob_env_ms("RINGMTA_TEST_OUTBOUND_IDLE_MS", 2000);
 	g->_dtab = sched_dtab_new(&g->sched);
 	g->_ctl = calloc(MSGID_SHARD_MAX + 1, sizeof *g->_ctl);
-	return g->_dtab && g->_ctl ? RM_OK : RM_ENOMEM;
+	g->_load = calloc(MSGID_SHARD_MAX + 1, sizeof *g->_load);
+	g->_ringfd = calloc(MSGID_SHARD_MAX + 1, sizeof *g->_ringfd);
+	for (unsigned i = 0; g->_load != NULL && g->_ringfd != NULL && i <= MSGID_SHARD_MAX; i++) {
+		g->_load[i] = UINT_MAX;
+		g->_ringfd[i] = -1;
+	}
+	return g->_dtab && g->_ctl && g->_load && g->_ringfd ? RM_OK : RM_ENOMEM;
 }
 
 /* outbound_global_fini - free what init made */
@@ -287,6 +344,10 @@ void outbound_global_fini(struct outbound_cfg *g)
 		}
 	free(g->_ctl);
 	g->_ctl = NULL;
+	free(g->_load);
+	g->_load = NULL;
+	free(g->_ringfd);
+	g->_ringfd = NULL;
 }
 
 /* outbound_ctl_post - hand req to the shard's inbox */
@@ -543,6 +604,51 @@ static void ob_dsn_flush(struct ob *d, struct ob_msg *m)
 	m->ndsn = 0;
 }
 
+/* ob_carry_close - close a carried body's fds */
+static void ob_carry_close(struct ob_carry *h)
+{
+	for (uint32_t i = 0; i < h->nseg; i++)
+		close(h->fd[i]);
+	h->nseg = 0;
+}
+
+/* ob_carry_post - send a carried job's result to its owner; false when
+ * the owner's inbox is full (the caller keeps it) */
+static bool ob_carry_post(struct ob *d, struct ob_carry *h)
+{
+	struct mbox *mb = __atomic_load_n(&d->g->_ctl[h->owner_shard], __ATOMIC_ACQUIRE);
+	return mbox_push(mb, (uint64_t)(uintptr_t)h | OB_REF_RESULT) != RM_AGAIN;
+}
+
+/* ob_carry_return - the carrier's attempt of a carried job is over: keep
+ * the replies in the reference, drop the proxy, post the result back */
+static void ob_carry_return(struct ob *d, struct sched_job *j, struct ob_msg *p, const struct ob_res *res,
+			    const char *why)
+{
+	struct ob_carry *h = p->carry;
+
+	h->res = NULL;
+	if (res != NULL && (h->res = malloc(sizeof *res * h->nrcpt)) != NULL)
+		memcpy(h->res, res, sizeof *res * h->nrcpt);
+	snprintf(h->why, sizeof h->why, "%s", res != NULL && h->res == NULL ? "451 4.3.0 out of memory" : why);
+	h->hop_dsn = d->hop_dsn;
+	ob_carry_close(h);
+	sched_job_drop(d->s, j);
+	if (p->prev)
+		p->prev->next = p->next;
+	else
+		d->proxies = p->next;
+	if (p->next)
+		p->next->prev = p->prev;
+	free(p);
+	d->nproxy--;
+	d->wake[h->owner_shard] = 1;
+	if (!ob_carry_post(d, h)) {
+		h->next = d->back;
+		d->back = h;
+	}
+}
+
 /* ob_job_done - an attempt of job j is over: res[i] for j->rcpt[i]
  * (code 0: no reply, deferred with why); journal, log, count */
 static void ob_job_done(struct ob *d, struct sched_job *j, struct ob_msg *m, const struct ob_res *res,
@@ -552,6 +658,10 @@ static void ob_job_done(struct ob *d, struct sched_job *j, struct ob_msg *m, con
 	size_t one = sizeof(enum sched_rstate) + sizeof(uint32_t) + sizeof(const char *);
 	char *mem;
 
+	if (m->carry != NULL) {
+		ob_carry_return(d, j, m, res, why);
+		return;
+	}
 	if (m->deleted) {
 		/* its recipients are journalled deleted: the job just goes */
 		sched_job_drop(d->s, j);
@@ -1050,8 +1160,8 @@ static bool ob_txn_begin(struct ob *d, struct ob_conn *c, struct sched_job *j)
 	struct ob_msg *m = (struct ob_msg *)(void *)j->msg;
 	const struct smtp_client_caps *caps = smtp_client_caps(&c->cl);
 
-	if (m->deleted) {
-		ob_job_done(d, j, m, NULL, "deleted"); /* dropped, nothing sent */
+	if (m->deleted || (m->carry != NULL && __atomic_load_n(&m->carry->cancel, __ATOMIC_ACQUIRE))) {
+		ob_job_done(d, j, m, NULL, "451 4.3.0 deleted"); /* dropped, nothing sent */
 		return false;
 	}
 	if (caps->size && caps->size_max && m->total > caps->size_max) {
@@ -1407,7 +1517,12 @@ static bool ob_extent(struct ob_msg *m, uint64_t off, int *fd, uint64_t *at, uin
 			off -= x->len;
 			continue;
 		}
-		*fd = spool_extent_fd(m->ref->sp, x->seg);
+		*fd = -1;
+		for (uint32_t k = 0; m->carry != NULL && k < m->carry->nseg; k++)
+			if (m->carry->seg[k] == x->seg)
+				*fd = m->carry->fd[k];
+		if (m->carry == NULL)
+			*fd = spool_extent_fd(m->ref->sp, x->seg);
 		*at = x->off + off;
 		*left = x->len - off;
 		return *fd >= 0;
@@ -1536,6 +1651,8 @@ static void *ob_create(void *global, const struct net_deliver_env *env)
 				__atomic_store_n(&d->g->_ctl[env->shard], d->ctl, __ATOMIC_RELEASE);
 			}
 		}
+		if (d->g->_ringfd != NULL)
+			__atomic_store_n(&d->g->_ringfd[env->shard], env->ring->ring_fd, __ATOMIC_RELAXED);
 	}
 	return d;
 }
@@ -1546,6 +1663,8 @@ static void ob_destroy(void *arg)
 	struct ob *d = arg;
 	if (d == NULL)
 		return;
+	if (d->g->_ringfd != NULL && d->env.shard <= MSGID_SHARD_MAX)
+		__atomic_store_n(&d->g->_ringfd[d->env.shard], -1, __ATOMIC_RELAXED);
 	for (uint32_t i = 0; i < d->nconns; i++) {
 		struct ob_conn *c = d->conns[i];
 		if (c == NULL)
@@ -1559,8 +1678,19 @@ static void ob_destroy(void *arg)
 		free(c);
 	}
 	d->dns = dns_free(d->dns);
-	while (d->msgs)
-		ob_msg_free(d, d->msgs);
+	for (struct ob_msg *m = d->msgs, *n; m != NULL; m = n) {
+		n = m->next;
+		bool away = false;
+		for (struct ob_carry *h = d->away; h != NULL && !away; h = h->next)
+			away = h->m == m;
+		if (!away) /* a carrier may still read an away message's envelope */
+			ob_msg_free(d, m);
+	}
+	for (struct ob_msg *p = d->proxies, *n; p != NULL; p = n) {
+		n = p->next;
+		ob_carry_close(p->carry);
+		free(p);
+	}
 	for (struct ob_dest *od = d->dests, *n; od != NULL; od = n) {
 		n = od->next;
 		free(od);
@@ -1579,6 +1709,8 @@ static void ob_complete(void *arg, uint32_t tag, int res, uint32_t flags)
 	uint32_t gen = (tag >> 16) & 0xfffu, slot = tag & 0xffffu;
 	(void)flags;
 
+	if (op == O_WAKE)
+		return; /* another shard's doorbell (or a failed one of ours) */
 	if (op == O_DNS) {
 		/* the resolver's; dropped once it is gone (dns_free) */
 		if (d->dns != NULL)
@@ -1747,6 +1879,9 @@ static bool ob_ctl_delete(struct ob *d, const char *id)
 		evlog_msg("warn", "delete", "journal record not written: the message returns after a restart");
 	m->ref->drain(m->ref->ctx);
 	m->deleted = true;
+	for (struct ob_carry *h = d->away; h != NULL; h = h->next)
+		if (h->m == m)
+			__atomic_store_n(&h->cancel, 1, __ATOMIC_RELEASE);
 	snprintf(line, sizeof line, "message %s deleted", m->id);
 	evlog_msg("info", "delete", line);
 	/* A transaction of it stops before its end of data can be sent. The
@@ -1759,12 +1894,242 @@ static bool ob_ctl_delete(struct ob *d, const char *id)
 	return true;
 }
 
+/* --- hand-off between shards ------------------------------------------------------ */
+
+/* ob_carry_take - a carrier's inbox brought another shard's job: a proxy
+ * message with one job in this shard's scheduler */
+static void ob_carry_take(struct ob *d, struct ob_carry *h)
+{
+	struct ob_msg *p = calloc(1, sizeof *p);
+	struct sched_ldest *ld = p != NULL ? ob_ldest(d, h->key, h->hop) : NULL;
+
+	if (ld != NULL) {
+		p->carry = h;
+		p->env = h->env;
+		snprintf(p->id, sizeof p->id, "%s", h->id);
+		p->total = p->env.received.len + spool_env_body_len(&p->env);
+		p->sm.arrival_us = p->env.arrival_us;
+		p->sm.nrcpt = p->env.nrcpt;
+		p->sm.left = h->nrcpt;
+		p->next = d->proxies;
+		if (d->proxies)
+			d->proxies->prev = p;
+		d->proxies = p;
+		d->nproxy++;
+		if (sched_job_add(d->s, &p->sm, ld, h->rcpt, h->nrcpt, 0, h->attempts) == RM_OK)
+			return;
+		d->proxies = p->next;
+		if (d->proxies)
+			d->proxies->prev = NULL;
+		d->nproxy--;
+	}
+	free(p);
+	ob_carry_close(h);
+	h->res = NULL;
+	snprintf(h->why, sizeof h->why, "451 4.3.0 out of memory");
+	h->hop_dsn = true;
+	if (!ob_carry_post(d, h)) {
+		h->next = d->back;
+		d->back = h;
+	}
+}
+
+/* ob_carry_result - the owner's inbox brought a carried job's result:
+ * journal it as if this shard had sent the message */
+static void ob_carry_result(struct ob *d, struct ob_carry *h)
+{
+	for (struct ob_carry **pp = &d->away; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == h) {
+			*pp = h->next;
+			break;
+		}
+	d->naway--;
+	d->hop_dsn = h->hop_dsn;
+	ob_job_done(d, h->job, h->m, h->res, h->why);
+	d->hop_dsn = true;
+	free(h->res);
+	free(h);
+}
+
+/* ob_carry_make - the reference for carrying job j of m: the recipients
+ * and a read-only fd of each body segment; NULL when it cannot be made
+ * (the job stays here) */
+static struct ob_carry *ob_carry_make(struct ob *d, struct sched_ldest *ld, struct sched_job *j)
+{
+	struct ob_msg *m = (struct ob_msg *)(void *)j->msg;
+	struct ob_carry *h = calloc(1, sizeof *h + sizeof(uint32_t) * j->nrcpt);
+	char path[64];
+
+	if (h == NULL)
+		return NULL;
+	for (uint32_t i = 0; i < m->env.next; i++) {
+		uint32_t seg = m->env.ext[i].seg, k = 0;
+		while (k < h->nseg && h->seg[k] != seg)
+			k++;
+		if (k < h->nseg)
+			continue;
+		int sfd = spool_extent_fd(m->ref->sp, seg), fd = -1;
+		if (sfd >= 0 && h->nseg < OB_CARRY_SEGS) {
+			snprintf(path, sizeof path, "/proc/self/fd/%d", sfd);
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+		}
+		if (fd < 0) {
+			ob_carry_close(h);
+			free(h);
+			return NULL;
+		}
+		h->seg[h->nseg] = seg;
+		h->fd[h->nseg++] = fd;
+	}
+	h->owner = d;
+	h->owner_shard = d->env.shard;
+	h->job = j;
+	h->m = m;
+	h->env = m->env;
+	snprintf(h->id, sizeof h->id, "%s", m->id);
+	h->key = ld->dest->key;
+	h->hop = ((struct ob_dest *)ld->user)->hop;
+	h->attempts = j->attempts;
+	h->nrcpt = j->nrcpt;
+	memcpy(h->rcpt, j->rcpt, sizeof(uint32_t) * j->nrcpt);
+	return h;
+}
+
+/* ob_job_requeue - put a taken job back at the end of ld's ready queue */
+static void ob_job_requeue(struct ob *d, struct sched_ldest *ld, struct sched_job *j)
+{
+	struct ob_msg *m = (struct ob_msg *)(void *)j->msg;
+
+	if (sched_job_add(d->s, &m->sm, ld, j->rcpt, j->nrcpt, 0, j->attempts) != RM_OK) {
+		ob_job_fail_all(d, j, 0, "451 4.3.0 out of memory");
+		return;
+	}
+	sched_job_drop(d->s, j);
+	if (m->busy)
+		m->busy--;
+}
+
+/* ob_load - this shard's load: its ready jobs and transactions in flight,
+ * each of its own messages counted twice (this shard also received and
+ * journals it), each one carried for another shard once (the transaction
+ * only). Two shards with the same own work weigh the same: nothing goes
+ * back and forth between them. */
+static unsigned ob_load(struct ob *d)
+{
+	unsigned n = 0;
+	for (struct sched_ldest *ld = sched_work(d->s); ld != NULL; ld = sched_work_next(d->s, ld))
+		n += (unsigned)ld->ready;
+	for (uint32_t i = 0; i < d->nconns; i++)
+		if (d->conns[i] != NULL && d->conns[i]->job != NULL &&
+		    (d->conns[i]->state == OC_OPEN || d->conns[i]->state == OC_CONNECTING))
+			n++;
+	return 2 * (n - (d->nproxy < n ? d->nproxy : n)) + d->nproxy;
+}
+
+/* ob_carry_target - the least loaded other shard whose load is at least
+ * OB_CARRY_GAP below mine, or UINT_MAX */
+static unsigned ob_carry_target(struct ob *d, const unsigned *load, unsigned mine)
+{
+	unsigned best = UINT_MAX, bl = UINT_MAX;
+	for (unsigned i = 0; i < d->nload; i++)
+		if (i != d->env.shard && load[i] != UINT_MAX && load[i] < bl) {
+			best = i;
+			bl = load[i];
+		}
+	return best != UINT_MAX && bl + OB_CARRY_GAP <= mine ? best : UINT_MAX;
+}
+
+/* ob_carry_out - hand ready jobs of ld to less loaded shards while this
+ * one is the busier by OB_CARRY_GAP; load[] is this turn's estimate,
+ * updated as jobs go */
+static void ob_carry_out(struct ob *d, struct sched_ldest *ld, unsigned *load)
+{
+	unsigned me = d->env.shard;
+
+	if (d->nproxy != 0 || ((struct ob_dest *)ld->user)->hop == NULL)
+		return;
+	while (ld->ready && d->naway < OB_CARRY_MAX) {
+		unsigned t = ob_carry_target(d, load, load[me]);
+		if (t == UINT_MAX)
+			return;
+		struct mbox *mb = __atomic_load_n(&d->g->_ctl[t], __ATOMIC_ACQUIRE);
+		struct sched_job *j = ob_take(d, ld);
+		if (j != NULL && ((struct ob_msg *)(void *)j->msg)->deleted) {
+			/* deleted: the job just goes (ob_job_done drops it) */
+			ob_job_done(d, j, (struct ob_msg *)(void *)j->msg, NULL, "deleted");
+			continue;
+		}
+		struct ob_carry *h = mb != NULL && j != NULL ? ob_carry_make(d, ld, j) : NULL;
+		if (h == NULL || mbox_push(mb, (uint64_t)(uintptr_t)h | OB_REF_CARRY) == RM_AGAIN) {
+			/* no hand-off: the job runs here (first in the turn's
+			 * loop, as the oldest) */
+			if (h != NULL) {
+				ob_carry_close(h);
+				free(h);
+			}
+			if (j != NULL)
+				ob_job_requeue(d, ld, j);
+			return;
+		}
+		h->next = d->away;
+		d->away = h;
+		d->naway++;
+		d->wake[t] = 1;
+		load[me] = load[me] > 2 ? load[me] - 2 : 0;
+		load[t]++;
+	}
+}
+
+/* ob_carry_back - post the results kept while their owner's inbox was full */
+static void ob_carry_back(struct ob *d)
+{
+	struct ob_carry *h = d->back, *keep = NULL;
+	d->back = NULL;
+	while (h != NULL) {
+		struct ob_carry *n = h->next;
+		if (!ob_carry_post(d, h)) {
+			h->next = keep;
+			keep = h;
+		}
+		h = n;
+	}
+	d->back = keep;
+}
+
+/* ob_ring - ring the doorbell of every shard this turn gave something to:
+ * a CQE on its ring (IORING_OP_MSG_RING) ends its wait at once; ours is
+ * skipped unless the message failed */
+static void ob_ring(struct ob *d)
+{
+	for (unsigned i = 0; i < d->nload; i++) {
+		if (!d->wake[i])
+			continue;
+		d->wake[i] = 0;
+		int fd = __atomic_load_n(&d->g->_ringfd[i], __ATOMIC_RELAXED);
+		if (fd < 0 || i == d->env.shard)
+			continue;
+		uint64_t ud = ((uint64_t)NET_DELIVER_UD_OP << 56) | ((uint64_t)O_WAKE << 28);
+		struct io_uring_sqe *sqe = ring_sqe(d->env.ring);
+		io_uring_prep_msg_ring(sqe, fd, 0, ud, 0);
+		io_uring_sqe_set_data64(sqe, ud);
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+	}
+}
+
 /* ob_ctl_take - answer the requests in the shard's control inbox */
 static void ob_ctl_take(struct ob *d)
 {
 	uint64_t ref;
 
 	while (d->ctl != NULL && mbox_pop(d->ctl, &ref)) {
+		if (ref & OB_REF_CARRY) {
+			ob_carry_take(d, (struct ob_carry *)(uintptr_t)(ref & ~(uint64_t)3));
+			continue;
+		}
+		if (ref & OB_REF_RESULT) {
+			ob_carry_result(d, (struct ob_carry *)(uintptr_t)(ref & ~(uint64_t)3));
+			continue;
+		}
 		struct outbound_ctl *req = (struct outbound_ctl *)(uintptr_t)ref;
 		int result = OUTBOUND_CTL_DONE;
 		if (req->op == OUTBOUND_CTL_DELETE && !ob_ctl_delete(d, req->id))
@@ -1810,8 +2175,18 @@ static void ob_turn(void *arg, int64_t now_ms)
 		dns_tick(d->dns);
 	ob_timeouts(d);
 	sched_tick(d->s, now);
+	ob_carry_back(d);
+	unsigned load[MSGID_SHARD_MAX + 1];
+	unsigned me = d->env.shard <= MSGID_SHARD_MAX ? d->env.shard : 0;
+	d->nload = 0;
+	for (unsigned i = 0; i <= MSGID_SHARD_MAX; i++)
+		if ((load[i] = d->g->_load ? __atomic_load_n(&d->g->_load[i], __ATOMIC_RELAXED) : UINT_MAX) != UINT_MAX)
+			d->nload = i + 1;
+	load[me] = ob_load(d);
 	for (struct sched_ldest *ld = sched_work(d->s); ld != NULL; ld = sched_work_next(d->s, ld)) {
 		struct ob_dest *od = ld->user;
+		if (d->g->_load != NULL && d->env.shard <= MSGID_SHARD_MAX)
+			ob_carry_out(d, ld, load);
 		while (ld->ready) {
 			if (od->hop == NULL) {
 				int mx = ob_mx_state(d, ld, od);
@@ -1842,6 +2217,10 @@ static void ob_turn(void *arg, int64_t now_ms)
 		}
 	}
 	ob_idle_release(d, now);
+	if (d->g->_load != NULL && d->env.shard <= MSGID_SHARD_MAX) {
+		__atomic_store_n(&d->g->_load[d->env.shard], ob_load(d), __ATOMIC_RELAXED);
+		ob_ring(d);
+	}
 }
 
 /* ob_stop - the server stops: close every connection, journal nothing */

@@ -10,13 +10,46 @@
  * process-wide limit, drives core/smtp_client.h on them and journals every
  * recipient's outcome in the spool.
  *
- * Placement between shards: a shard delivers what it received. Inbound
- * sessions are spread over the shards by SO_REUSEPORT, so a hot smarthost
- * gets connections from every shard, each taking slots from the one shared
- * atomic count of that destination: the limit holds process-wide and no
- * shard sits idle while another has work, as long as mail arrives on all of
- * them. (Handing work to another shard through queue/mailbox.h, for a shard
- * that receives much more than the others, is not done yet.)
+ * Placement between shards: a shard delivers what it received, unless it
+ * is the busier one. Inbound sessions are spread over the shards by
+ * SO_REUSEPORT, so a hot smarthost gets connections from every shard, each
+ * taking slots from the one shared atomic count of that destination. When
+ * mail arrives mostly on one shard (one long session), that shard hands
+ * ready jobs to a less loaded one through the same inbox the control
+ * requests use (queue/mailbox.h):
+ *  - load: each shard publishes, per turn, a relaxed atomic weight of its
+ *    ready jobs plus its transactions in flight: 2 for each of its own
+ *    messages (it also received them and journals them), 1 for each job
+ *    it carries for another shard (the transaction only). A shard is
+ *    saturated for this purpose when its weight exceeds another shard's
+ *    by OB_CARRY_GAP or more: it then hands that shard its oldest ready
+ *    jobs to routed or smarthost destinations (not MX) until the two
+ *    weights (as it estimates them) are within the gap, at most
+ *    OB_CARRY_MAX jobs away at once. Shards with equal work of their own
+ *    weigh the same and exchange nothing; a shard that carries jobs for
+ *    others hands nothing on.
+ *  - the owner (whose spool holds the message) keeps the job taken and
+ *    sends a reference: the envelope (slices into the owner's arena,
+ *    immutable while the job is away), the recipients, the destination and
+ *    a read-only fd per segment of the body, opened by the owner through
+ *    /proc/self/fd (a description of the carrier's own; the extents are
+ *    committed and never rewritten). The carrier runs the transaction on
+ *    one of its connections within the same process-wide limit, closes the
+ *    fds and posts the per-recipient replies back to the owner's inbox
+ *    (kept and retried each turn while that inbox is full). The owner
+ *    journals, logs, retries or bounces as if it had sent the message
+ *    itself: only the owner touches its spool.
+ *  - DELETE of a message with a job away: the owner journals it deleted at
+ *    once and marks the carried reference cancelled; a carrier that has not
+ *    begun the transaction drops it, one in flight may still complete, and
+ *    the owner ignores whatever comes back (the message is never journalled
+ *    delivered).
+ *  - shutdown: a message with a job away is not freed (the process ends);
+ *    the job is tried again after a restart like any job in flight.
+ *  Doorbell: at the end of a turn that pushed anything to another shard's
+ *  inbox, the shard posts one IORING_OP_MSG_RING completion to that
+ *  shard's ring (its own completion skipped), which ends the other's wait
+ *  at once; it takes its inbox at that loop boundary.
  *
  * Control (ringmta-queue through the daemon's control socket): each shard's
  * module owns an inbox (queue/mailbox.h) that any thread may post a struct
@@ -82,6 +115,11 @@ struct outbound_cfg {
 	unsigned _idle_ms;
 	struct mbox **_ctl;        /* per shard index: its control inbox
 				    * (published by the shard, atomic) */
+	unsigned *_load;           /* per shard index: ready jobs + transactions
+				    * in flight (relaxed atomics; UINT_MAX: no
+				    * such shard) */
+	int *_ringfd;              /* per shard index: its ring's fd, for the
+				    * hand-off doorbell (-1: none; atomic) */
 };
 
 enum outbound_ctl_op { OUTBOUND_CTL_DELETE = 1, OUTBOUND_CTL_FLUSH };

@@ -5,7 +5,9 @@ binaries over loopback.
   relaying to ringmta-sink --dump), restart on the same spool: every
   acknowledged message arrives (by Message-ID), duplicates are counted.
 - One hot smarthost keeps both shards busy (CPU per shard thread from
-  /proc/PID/task/*/stat; shard threads are the ones pinned to one CPU).
+  /proc/PID/task/*/stat; shard threads are the ones pinned to one CPU),
+  also when every message arrives over one session on one shard (the
+  hand-off between shards), each message delivered exactly once.
 - ringmta-queue against a running daemon (the control socket): list, show,
   delete and flush with deferred mail at an aiosmtpd next hop answering 451.
 
@@ -150,24 +152,52 @@ def task_cpu(pid):
     return out
 
 
+def blast_shard_ticks(d, dumpsink, connections, messages, size):
+    """Blast messages into d over connections sessions, wait until every
+    one reached the sink; the CPU ticks each shard thread spent meanwhile."""
+    before = task_cpu(d.proc.pid)
+    r = subprocess.run([BLAST, "--target", f"127.0.0.1:{d.port}", "--connections", str(connections),
+                        "--messages", str(messages), "--size", str(size), "--json"],
+                       capture_output=True, timeout=180)
+    acc = blast_json(r.stdout)["accepted"]
+    assert acc == messages, r.stderr
+    assert dumpsink.wait_ids(acc, 60)
+    time.sleep(0.5)  # a duplicate would be on its way by now
+    after = task_cpu(d.proc.pid)
+    shards = {t: after[t][1] - before.get(t, (True, 0))[1] for t in after if after[t][0]}
+    assert len(shards) == 2, after
+    return shards
+
+
 def test_hot_smarthost_keeps_every_shard_busy(dumpsink):
     d = Daemon("--smarthost", f"127.0.0.1:{dumpsink.port}", "--threads", "2")
     try:
-        before = task_cpu(d.proc.pid)
-        r = subprocess.run([BLAST, "--target", f"127.0.0.1:{d.port}", "--connections", "50",
-                            "--messages", "4000", "--size", "4096", "--json"],
-                           capture_output=True, timeout=120)
-        acc = blast_json(r.stdout)["accepted"]
-        assert acc == 4000, r.stderr
-        assert dumpsink.wait_ids(acc, 60)
-        after = task_cpu(d.proc.pid)
-        shards = {t: after[t][1] - before.get(t, (True, 0))[1] for t in after if after[t][0]}
-        assert len(shards) == 2, after
+        shards = blast_shard_ticks(d, dumpsink, 50, 4000, 4096)
         top = max(shards.values())
         print("shard CPU ticks:", shards)
         assert top > 0
         for t, ticks in shards.items():
             assert ticks >= top * 0.25, f"shard thread {t}: {ticks} ticks against {top}"
+    finally:
+        d.stop()
+
+
+def test_one_inbound_session_spreads_delivery_over_shards(dumpsink):
+    """All mail arrives over one client connection, so one shard receives
+    everything; the busy shard hands delivery jobs to the other through its
+    inbox, and both threads carry a real share of the work. Every message
+    arrives exactly once (by Message-ID)."""
+    d = Daemon("--smarthost", f"127.0.0.1:{dumpsink.port}", "--threads", "2")
+    try:
+        shards = blast_shard_ticks(d, dumpsink, 1, 3000, 8192)
+        ids = dumpsink.ids()
+        assert len(ids) == 3000, f"{len(ids) - len(set(ids))} duplicates"
+        assert len(set(ids)) == 3000
+        top = max(shards.values())
+        low = min(shards.values())
+        print("shard CPU ticks (one inbound session):", shards)
+        assert top > 0
+        assert low >= top * 0.25, f"the other shard did {low} ticks against {top}"
     finally:
         d.stop()
 
