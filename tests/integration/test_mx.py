@@ -5,6 +5,7 @@ ringmta resolves through --dns. Preference order, fallback to the next host
 when the preferred one is down, equal preferences both used, the A record
 when there is no MX, and a null MX or NXDOMAIN bouncing at once. Run with
 Debian's /usr/bin/python3."""
+import socket
 import time
 
 import pytest
@@ -39,9 +40,31 @@ def dns(tmp_path_factory):
     yield from run_dnsmasq(tmp_path_factory.mktemp("dnsmasq"), RECORDS, qname=b"\x04pref\x04test\x00")
 
 
+MX_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.12",
+            "127.0.0.13")
+
+
+def free_port_all(hosts=MX_HOSTS, tries=50):
+    """A port free on every one of hosts: a port free on 127.0.0.1 may be in
+    use on 127.0.0.2 (other tests bind client sockets there)."""
+    for _ in range(tries):
+        port, ok = free_port(), True
+        for h in hosts:
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind((h, port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return port
+    raise AssertionError("no port free on every MX address")
+
+
 @pytest.fixture
 def mxport():
-    port = free_port()
+    port = free_port_all()
     made = []
 
     def make(host):
