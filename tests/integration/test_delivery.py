@@ -21,15 +21,7 @@ aiosmtpd = pytest.importorskip("aiosmtpd.controller")
 from aiosmtpd.controller import Controller  # noqa: E402
 from aiosmtpd.smtp import SMTP as AioSMTP  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("RINGMTA_BUILD", os.path.join(ROOT, "build"))
-BIN = os.path.join(BUILD, "ringmta")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from test_server import BIN, BUILD, free_port  # noqa: E402
 
 
 class Handler:
