@@ -81,7 +81,7 @@ void BM_client_transaction(benchmark::State &state)
 	msg.size = body.size();
 	msg.body = SMTP_BODY_8BITMIME;
 
-	struct smtp_client_cfg cfg = { SLICE_LIT("bench.example"), SMTP_CLIENT_TLS_NONE, false, false };
+	struct smtp_client_cfg cfg = { SLICE_LIT("bench.example"), SMTP_CLIENT_TLS_NONE, false, false, false };
 	struct smtp_client c;
 	static char mem[65536];
 	struct buf out;

@@ -8,7 +8,10 @@
  *    pipelining _wr only passes _rd when every reply so far is read;
  *  - an event that a reply caused is returned with that reply still in the
  *    parser; an event decided without one (READY, BODY after the last RCPT)
- *    waits in _ev and is returned by the next feed before any byte is read.
+ *    waits in _ev and is returned by the next feed before any byte is read;
+ *  - with _prev_end the next reply belongs to the previous message (its end
+ *    of data), whatever the state: it is read before any reply of the
+ *    transaction in progress, and only then is that message counted over.
  * Pure; one owner per session; panics on nothing.
  */
 #include "core/smtp_client.h"
@@ -398,7 +401,17 @@ static enum smtp_client_ev client_bdat_reply(struct smtp_client *c, const struct
 /* client_awaits_354 - the next reply is the one to DATA */
 static bool client_awaits_354(const struct smtp_client *c)
 {
-	return c->_state == SMTP_CLIENT_TX && c->_rd == POS_RCPT0 + c->_msg->nrcpt && !c->_bdat;
+	return c->_state == SMTP_CLIENT_TX && !c->_prev_end && c->_rd == POS_RCPT0 + c->_msg->nrcpt &&
+	       !c->_bdat;
+}
+
+/* client_prev_reply - the final reply to the previous message's end of data,
+ * read while the next message is already under way (pipeline_next) */
+static enum smtp_client_ev client_prev_reply(struct smtp_client *c)
+{
+	c->_prev_end = false;
+	c->_messages++;
+	return SMTP_CL_RESULT;
 }
 
 /* client_on_reply - one complete reply from the server */
@@ -412,6 +425,8 @@ static enum smtp_client_ev client_on_reply(struct smtp_client *c, const struct s
 		return client_close(c, SMTP_CLIENT_FAIL_SHUTDOWN, r, false, out);
 	if (r->code / 100 == 3 && !(r->code == 354 && client_awaits_354(c)))
 		return client_close(c, SMTP_CLIENT_FAIL_PROTOCOL, r, true, out);
+	if (c->_prev_end)
+		return client_prev_reply(c);
 	switch (c->_state) {
 	case SMTP_CLIENT_GREETING:
 		if (r->code != 220)
@@ -603,6 +618,15 @@ int smtp_client_body_sent(struct smtp_client *c)
 {
 	if (c->_state != SMTP_CLIENT_BODY || c->_bdat)
 		return RM_EINVAL;
+	if (c->_pipelining && c->_cfg.pipeline_next) {
+		/* The end of data closes the transaction whatever its reply,
+		 * so the next MAIL needs no RSET (RFC 5321 §4.1.1.4). */
+		c->_need_rset = false;
+		c->_prev_end = true;
+		c->_msg = NULL;
+		client_ready(c);
+		return RM_OK;
+	}
 	c->_state = SMTP_CLIENT_DATA_END;
 	return RM_OK;
 }
@@ -642,6 +666,8 @@ const struct smtp_reply *smtp_client_reply(const struct smtp_client *c)
 /* smtp_client_phase - what the engine is waiting for */
 enum smtp_client_phase smtp_client_phase(const struct smtp_client *c)
 {
+	if (c->_prev_end && (c->_state == SMTP_CLIENT_READY || c->_state == SMTP_CLIENT_TX))
+		return SMTP_CLIENT_PHASE_DATA_END;
 	switch (c->_state) {
 	case SMTP_CLIENT_GREETING:
 		return SMTP_CLIENT_PHASE_GREETING;

@@ -28,7 +28,9 @@
  *                       then chunks, each after smtp_client_bdat put its
  *                       "BDAT n [LAST]" in *out; else the dot-stuffed body
  *                       with its terminator (smtp_stuff_*), then call
- *                       smtp_client_body_sent
+ *                       smtp_client_body_sent (it may be called before the
+ *                       body is on the wire, as long as what the engine
+ *                       writes next goes out after the terminator)
  *     SMTP_CL_STARTTLS  the server said 220 to STARTTLS: drop every byte
  *                       after in[used] (a plaintext injection: RFC 3207 §5,
  *                       the engine treats any byte fed before the handshake
@@ -42,6 +44,18 @@
  * A reply returned by smtp_client_reply stays valid until the next feed.
  * Every recipient gets exactly one final reply per attempt, through RCPT or
  * RESULT events, unless the connection closes first.
+ *
+ * With cfg.pipeline_next and a server offering PIPELINING, a DATA message's
+ * transaction overlaps the next one's: smtp_client_body_sent returns the
+ * engine to READY at once, so the next message's MAIL, RCPTs and DATA (or
+ * QUIT) are written behind the end of data, in the same write if the host
+ * likes (RFC 2920 §3.1: the content may be the first "command" of a group).
+ * The first message's final reply then comes as a RESULT before any event of
+ * the next. Two messages may be open; an RCPT or RESULT event always belongs
+ * to the oldest message whose transaction is not over, and a transaction is
+ * over when smtp_client_messages counts it (the host compares the count
+ * after each feed). BDAT messages and the lone "." after an unwanted 354 are
+ * never overlapped.
  *
  * Design choices:
  *  - With PIPELINING, [RSET] MAIL, every RCPT and DATA go out in one write
@@ -113,6 +127,9 @@ struct smtp_client_cfg {
 	enum smtp_client_tls tls;
 	bool no_pipelining;       /* one command at a time even if offered */
 	bool no_chunking;         /* DATA even if CHUNKING is offered */
+	bool pipeline_next;       /* with PIPELINING, READY right after a DATA
+				   * body: the next message's commands may
+				   * follow its end of data (RFC 2920 §3.1) */
 };
 
 /* One recipient. Slices are the host's and must stay valid until the
@@ -225,6 +242,8 @@ struct smtp_client {
 	bool _dot_only;          /* a lone "." went after an unwanted 354 */
 	bool _bdat_failed;       /* a BDAT chunk was refused */
 	bool _bdat_last;         /* the LAST chunk went out */
+	bool _prev_end;          /* the previous message's end-of-data reply
+				  * is still to come (pipeline_next) */
 	size_t _wr, _rd, _end;   /* transaction commands written, replies read, total */
 	size_t _accepted;        /* recipients that got 2xx */
 	size_t _rcpt;            /* recipient of the last RCPT event */
@@ -256,7 +275,9 @@ void smtp_client_tls_started(struct smtp_client *c, bool ok);
  * false for DATA (dot-stuffed body and terminator) */
 bool smtp_client_bdat_mode(const struct smtp_client *c);
 
-/* smtp_client_body_sent - DATA mode: the body and its terminator were sent */
+/* smtp_client_body_sent - DATA mode: the body and its terminator were sent
+ * (or are queued ahead of anything the engine writes next); with
+ * pipeline_next and PIPELINING the engine is READY again at once */
 RM_MUST_USE int smtp_client_body_sent(struct smtp_client *c);
 
 /* smtp_client_bdat - BDAT mode: append "BDAT n[ LAST]\r\n" to out; the host

@@ -62,6 +62,8 @@ struct transcript {
 	size_t chunk;              /* BDAT chunk size, 0: all at once */
 	const char *log;
 	size_t unread;             /* server bytes left unread at a close */
+	bool pipeline_next;        /* cfg.pipeline_next; the log then also
+				    * says "over" when a transaction ends */
 };
 
 #define MAXB 64
@@ -78,6 +80,7 @@ struct tctx {
 	struct buf out;
 	char got[8192];
 	size_t got_len, fed, next_msg;
+	uint64_t over;             /* smtp_client_messages seen */
 	char log[1024];
 	size_t log_len;
 	bool closed;
@@ -226,9 +229,11 @@ static void treset(void *ctx)
 	x->cfg.helo_name = SLICE_LIT("client.test");
 	x->cfg.tls = x->t->tls;
 	x->cfg.no_pipelining = x->t->no_pipelining;
+	x->cfg.pipeline_next = x->t->pipeline_next;
 	smtp_client_init(&x->c, &x->cfg);
 	buf_init(&x->out, x->outmem, x->outcap);
 	x->got_len = x->fed = x->next_msg = x->log_len = 0;
+	x->over = 0;
 	x->log[0] = x->err[0] = 0;
 	x->closed = false;
 }
@@ -251,7 +256,16 @@ static int tfeed(void *ctx, const char *p, size_t n)
 		pos += used;
 		x->fed += used;
 		drain(x);
-		if (on_event(x, ev))
+		/* As a host must: an RCPT or RESULT belongs to the oldest open
+		 * message, so it is taken before that message is counted over;
+		 * anything else (READY) comes after. */
+		bool reply_ev = ev == SMTP_CL_RCPT || ev == SMTP_CL_RESULT;
+		if (reply_ev && on_event(x, ev))
+			return 1;
+		if (x->t->pipeline_next)
+			for (; x->over < smtp_client_messages(&x->c); x->over++)
+				tlog(x, "over");
+		if (!reply_ev && on_event(x, ev))
 			return 1;
 		if (ev == SMTP_CL_NONE && a == 0 && pos < n && x->got_len == wrote) {
 			terr(x, "stalled: the client waits, the server waits");
@@ -455,40 +469,88 @@ static const char *const t_bad_reply[] = {
 	GREET, "S250 mx\r\n", "CMAIL FROM:<a@x.test>\r\n", "SHELLO\r\n", NULL
 };
 
+/* pipeline_next: each message's commands follow the previous end of data,
+ * QUIT the last one; the final replies come first in the next group. */
+#define CMDS_A "MAIL FROM:<a@x.test> SIZE=33\r\nRCPT TO:<b@y.test>\r\nDATA\r\n"
+static const char *const t_chain[] = {
+	GREET, EHLO_PIPE, "C" CMDS_A, "S250 ok\r\n250 ok\r\n354 go\r\n",
+	"C" BODY_A_STUFFED CMDS_A, "S250 queued 1\r\n250 ok\r\n250 ok\r\n354 go\r\n",
+	"C" BODY_A_STUFFED "QUIT\r\n", "S250 queued 2\r\n221 bye\r\n", NULL
+};
+
+/* Refusals inside a chain: the end of data (554), then a MAIL (the RCPT and
+ * DATA behind it get 503), then the only recipient (DATA gets 554 and the
+ * open transaction an RSET before the next MAIL). */
+static const char *const t_chain_refused[] = {
+	GREET, EHLO_PIPE, "C" CMDS_A, "S250 ok\r\n250 ok\r\n354 go\r\n",
+	"C" BODY_A_STUFFED CMDS_A,
+	"S554 5.7.1 spam\r\n550 5.7.1 sender refused\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n",
+	"C" CMDS_A, "S250 ok\r\n550 5.1.1 no\r\n554 5.5.1 no valid recipients\r\n",
+	"CRSET\r\n" CMDS_A, "S250 reset\r\n250 ok\r\n250 ok\r\n354 go\r\n",
+	"C" BODY_A_STUFFED "QUIT\r\n", "S250 queued\r\n221 bye\r\n", NULL
+};
+static const struct tmsg *const a_x4[] = { &msg_a, &msg_a, &msg_a, &msg_a, NULL };
+
+/* 421 as the final reply of a chained message: the next is lost too. */
+static const char *const t_chain_421[] = {
+	GREET, EHLO_PIPE, "C" CMDS_A, "S250 ok\r\n250 ok\r\n354 go\r\n",
+	"C" BODY_A_STUFFED CMDS_A, "S421 4.3.2 shutting down\r\n", NULL
+};
+
+/* A reply nobody asked for after a chained end of data: 354 is no final reply. */
+static const char *const t_chain_354[] = {
+	GREET, EHLO_PIPE, "C" CMDS_A, "S250 ok\r\n250 ok\r\n354 go\r\n",
+	"C" BODY_A_STUFFED CMDS_A, "S354 go\r\n", "CQUIT\r\n", NULL
+};
+
 static const struct transcript transcripts[] = {
-	{ "pipelined", t_pipelined, only_a, 0, false, 0, "ready rcpt0=250 body result=250 ready close=NONE", 0 },
+	{ "chain", t_chain, a_then_a, 0, false, 0,
+	  "ready rcpt0=250 body ready result=250 over rcpt0=250 body ready result=250 over close=NONE",
+	  0, true },
+	{ "chain refusals", t_chain_refused, a_x4, 0, false, 0,
+	  "ready rcpt0=250 body ready result=554 over result=550 over ready rcpt0=550 over ready "
+	  "rcpt0=250 body ready result=250 over close=NONE", 0, true },
+	{ "chain, 421", t_chain_421, a_then_a, 0, false, 0, "ready rcpt0=250 body ready close=SHUTDOWN",
+	  0, true },
+	{ "chain, 354", t_chain_354, a_then_a, 0, false, 0, "ready rcpt0=250 body ready close=PROTOCOL",
+	  0, true },
+	{ "chain, no pipelining", t_nopipe, only_bc, 0, false, 0,
+	  "ready rcpt0=250 rcpt1=250 body result=250 over ready close=NONE", 0, true },
+	{ "chain, bdat", t_bdat, only_a, 0, false, 0,
+	  "ready rcpt0=250 body result=250 over ready close=NONE", 0, true },
+	{ "pipelined", t_pipelined, only_a, 0, false, 0, "ready rcpt0=250 body result=250 ready close=NONE", 0, false },
 	{ "non-pipelining", t_nopipe, only_bc, 0, false, 0,
-	  "ready rcpt0=250 rcpt1=250 body result=250 ready close=NONE", 0 },
+	  "ready rcpt0=250 rcpt1=250 body result=250 ready close=NONE", 0, false },
 	{ "pipelining not used", t_nopipe_cfg, only_bc, 0, true, 0,
-	  "ready rcpt0=250 rcpt1=250 body result=250 ready close=NONE", 0 },
-	{ "helo fallback", t_helo, only_a, 0, false, 0, "ready rcpt0=250 body result=250 ready close=NONE", 0 },
+	  "ready rcpt0=250 rcpt1=250 body result=250 ready close=NONE", 0, false },
+	{ "helo fallback", t_helo, only_a, 0, false, 0, "ready rcpt0=250 body result=250 ready close=NONE", 0, false },
 	{ "starttls", t_starttls, only_a, SMTP_CLIENT_TLS_OPPORTUNISTIC, false, 0,
-	  "tls ready rcpt0=250 body result=250 ready close=NONE", 0 },
+	  "tls ready rcpt0=250 body result=250 ready close=NONE", 0, false },
 	{ "tls required, not offered", t_tls_missing, only_a, SMTP_CLIENT_TLS_REQUIRED, false, 0,
-	  "close=TLS_UNAVAILABLE", 0 },
-	{ "bdat", t_bdat, only_a, 0, false, 0, "ready rcpt0=250 body result=250 ready close=NONE", 0 },
+	  "close=TLS_UNAVAILABLE", 0, false },
+	{ "bdat", t_bdat, only_a, 0, false, 0, "ready rcpt0=250 body result=250 ready close=NONE", 0, false },
 	{ "bdat chunks", t_bdat_chunks, only_a, 0, false, 20,
-	  "ready rcpt0=250 body result=250 ready close=NONE", 0 },
+	  "ready rcpt0=250 body result=250 ready close=NONE", 0, false },
 	{ "mixed recipients", t_mixed, only_bcd, 0, false, 0,
-	  "ready rcpt0=250 rcpt1=450 rcpt2=550 body result=250 ready close=NONE", 0 },
+	  "ready rcpt0=250 rcpt1=450 rcpt2=550 body result=250 ready close=NONE", 0, false },
 	{ "all refused, then RSET", t_refused, bc_then_a, 0, false, 0,
-	  "ready rcpt0=550 rcpt1=550 ready rcpt0=250 body result=250 ready close=NONE", 0 },
+	  "ready rcpt0=550 rcpt1=550 ready rcpt0=250 body result=250 ready close=NONE", 0, false },
 	{ "all refused, not pipelined", t_refused_nopipe, only_bc, 0, false, 0,
-	  "ready rcpt0=550 rcpt1=450 ready close=NONE", 0 },
+	  "ready rcpt0=550 rcpt1=450 ready close=NONE", 0, false },
 	{ "RSET, not pipelined", t_rset_nopipe, bc_then_a, 0, false, 0,
-	  "ready rcpt0=550 rcpt1=550 ready rcpt0=250 body result=250 ready close=NONE", 0 },
+	  "ready rcpt0=550 rcpt1=550 ready rcpt0=250 body result=250 ready close=NONE", 0, false },
 	{ "354 with no recipient", t_354_none, a_then_a, 0, false, 0,
-	  "ready rcpt0=550 ready rcpt0=250 body result=250 ready close=NONE", 0 },
-	{ "mail refused", t_mail_refused, only_a, 0, false, 0, "ready result=550 ready close=NONE", 0 },
-	{ "421 mid-session", t_421, only_bc, 0, false, 0, "ready rcpt0=250 close=SHUTDOWN", 0 },
+	  "ready rcpt0=550 ready rcpt0=250 body result=250 ready close=NONE", 0, false },
+	{ "mail refused", t_mail_refused, only_a, 0, false, 0, "ready result=550 ready close=NONE", 0, false },
+	{ "421 mid-session", t_421, only_bc, 0, false, 0, "ready rcpt0=250 close=SHUTDOWN", 0, false },
 	{ "two messages", t_two, a_then_empty, 0, false, 0,
-	  "ready rcpt0=250 body result=250 ready rcpt0=250 body result=250 ready close=NONE", 0 },
+	  "ready rcpt0=250 body result=250 ready rcpt0=250 body result=250 ready close=NONE", 0, false },
 	{ "dsn offered", t_dsn, only_dsn, 0, false, 0,
-	  "ready rcpt0=250 rcpt1=250 body result=250 ready close=NONE", 0 },
+	  "ready rcpt0=250 rcpt1=250 body result=250 ready close=NONE", 0, false },
 	{ "dsn not offered", t_no_dsn, only_dsn, 0, false, 0,
-	  "ready rcpt0=250 rcpt1=250 body result=250 ready close=NONE", 0 },
-	{ "greeting refused", t_greeting_refused, none, 0, false, 0, "close=GREETING", 0 },
-	{ "bad reply", t_bad_reply, only_a, 0, false, 0, "ready close=PROTOCOL", 7 },
+	  "ready rcpt0=250 rcpt1=250 body result=250 ready close=NONE", 0, false },
+	{ "greeting refused", t_greeting_refused, none, 0, false, 0, "close=GREETING", 0, false },
+	{ "bad reply", t_bad_reply, only_a, 0, false, 0, "ready close=PROTOCOL", 7, false },
 };
 
 static void test_transcripts(void **st)
@@ -510,7 +572,8 @@ static enum smtp_client_ev step(struct smtp_client *c, struct buf *out, const ch
 	return ev;
 }
 
-static const struct smtp_client_cfg plain_cfg = { SLICE_LIT("h.test"), SMTP_CLIENT_TLS_NONE, false, false };
+static const struct smtp_client_cfg plain_cfg = { SLICE_LIT("h.test"), SMTP_CLIENT_TLS_NONE, false, false,
+						   false };
 
 /* test_phases - the phase the host times out on, at every step */
 static void test_phases(void **st)
