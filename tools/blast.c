@@ -8,9 +8,16 @@
  *    would append to the buffer being sent), input waits in the receive
  *    buffer;
  *  - a recv is armed only when every received byte has been fed;
- *  - a message is in flight from smtp_client_send to the READY (or CLOSE)
- *    after its replies; it ends counted exactly once as accepted, rejected
- *    or (closed first) an error;
+ *  - a message is in flight from smtp_client_send until the engine counts
+ *    its transaction over (smtp_client_messages) or the session closes; it
+ *    ends counted exactly once as accepted, rejected or (closed first) an
+ *    error. With PIPELINING two may be in flight (the engine's
+ *    pipeline_next): the next message's MAIL, RCPTs and DATA go out in the
+ *    same sendmsg as the previous body and its ".", so a session never
+ *    waits a round trip between messages; replies belong to the oldest
+ *    message in flight, so each session keeps a two-slot ring of them;
+ *  - a message's slot (header, envelope text) stays untouched until it
+ *    ends, since the send that carries its body may still be in flight;
  *  - completions carry op and slot in user_data, never a pointer.
  * With --starttls every session goes through STARTTLS (the engine's
  * REQUIRED mode: a server that does not offer it, or a failed handshake,
@@ -55,35 +62,43 @@
 enum blast_op { OP_CONNECT = 1, OP_RECV, OP_SEND, OP_CLOSE };
 enum bconn_state { B_CONNECTING = 0, B_OPEN, B_CLOSING, B_DONE };
 
+/* One message of a session, from its build until its final reply. */
+struct bmsg {
+	bool ok, rej;
+	int64_t start_us;      /* its first command */
+	struct smtp_client_msg msg;
+	struct smtp_client_rcpt *rcpt;
+	char *rtext;           /* recipients' text */
+	size_t hdrlen;
+	char *hdr;             /* BLAST_HDR bytes: the header block */
+	char from[300];
+};
+
+#define BLAST_SLOTS 2 /* messages in flight per session, at most */
+
 struct bconn {
 	int fd;
 	uint8_t state;
 	bool recv_armed;
 	bool sending;
-	bool body_sent_due;  /* DATA body in the send: tell the engine after */
 	bool close_after;    /* close once the send is done */
-	bool in_msg;
-	bool msg_ok, msg_rej;
-	bool parked;         /* waiting for --rate */
+	bool parked;         /* waiting for --rate (the message is built) */
 	bool handshake;      /* STARTTLS accepted, TLS handshake under way */
+	uint8_t head, nfly;  /* oldest message in flight, and how many */
 	int64_t due_us;      /* parked until */
-	int64_t start_us;    /* the message's first command */
 	int64_t active_us;   /* last completion */
-	uint64_t msgno;
+	uint64_t over;       /* transactions the engine has counted over */
 	struct smtp_client cl;
 	struct buf out;
 	struct tls_conn *tls; /* after STARTTLS; NULL before */
 	const char *ip;       /* input for the engine: in[], or TLS plaintext */
 	size_t inoff, inlen;
-	struct iovec iov[4];
+	struct iovec lead[3]; /* a DATA body and its ".", to go before out */
+	int nlead;
+	struct iovec iov[6];
 	int niov;
 	struct msghdr mh;
-	struct smtp_client_msg msg;
-	struct smtp_client_rcpt *rcpt;
-	char *rtext;           /* recipients' text */
-	size_t hdrlen;
-	char from[300];
-	char hdr[BLAST_HDR];
+	struct bmsg m[BLAST_SLOTS];
 	char outmem[BLAST_OUT];
 	char in[BLAST_IN];
 };
@@ -183,50 +198,64 @@ static char *blast_body_make(uint64_t size)
 	return b;
 }
 
-/* msg_build - envelope and header block of message number n (0-based) */
+/* msg_slot - the session's slot for the next message */
+static struct bmsg *msg_slot(struct bconn *c)
+{
+	return &c->m[(c->head + c->nfly) % BLAST_SLOTS];
+}
+
+/* msg_head - the oldest message in flight */
+static struct bmsg *msg_head(struct bconn *c)
+{
+	return &c->m[c->head];
+}
+
+/* msg_build - envelope and header block of message number n (0-based), in
+ * the session's next slot */
 static int msg_build(struct blast *b, struct bconn *c, uint64_t n)
 {
 	const struct blast_opts *o = b->o;
 	size_t rlen = strlen(o->to) + 24;
+	struct bmsg *m = msg_slot(c);
 
-	if (c->rcpt == NULL) {
-		c->rcpt = calloc(o->rcpts, sizeof *c->rcpt);
-		c->rtext = malloc((size_t)o->rcpts * rlen);
-		if (c->rcpt == NULL || c->rtext == NULL)
+	if (m->rcpt == NULL) {
+		m->rcpt = calloc(o->rcpts, sizeof *m->rcpt);
+		m->rtext = malloc((size_t)o->rcpts * rlen);
+		m->hdr = malloc(BLAST_HDR);
+		if (m->rcpt == NULL || m->rtext == NULL || m->hdr == NULL)
 			return RM_ENOMEM;
 	}
-	size_t flen = blast_expand(o->from, n + 1, c->from, sizeof c->from);
+	size_t flen = blast_expand(o->from, n + 1, m->from, sizeof m->from);
 	for (unsigned j = 0; j < o->rcpts; j++) {
-		char *t = c->rtext + (size_t)j * rlen;
+		char *t = m->rtext + (size_t)j * rlen;
 		size_t len = blast_expand(o->to, n * o->rcpts + j + 1, t, rlen);
-		c->rcpt[j] = (struct smtp_client_rcpt){ .addr = slice_make(t, len) };
+		m->rcpt[j] = (struct smtp_client_rcpt){ .addr = slice_make(t, len) };
 	}
 	/* A second pass with one more space when the body's tail would start
 	 * between a CR and its LF (a bare LF the server would rewrite). */
 	for (int pad = 0; pad < 2; pad++) {
-		int h = snprintf(c->hdr, sizeof c->hdr,
+		int h = snprintf(m->hdr, BLAST_HDR,
 				 "From: <%s>\r\nTo: <%s>\r\nSubject:%s ringmta-blast message %llu\r\n"
 				 "Date: %s\r\nMessage-ID: <%llu.%llx@blast.test>\r\n\r\n",
-				 c->from, c->rtext, pad ? " " : "", (unsigned long long)(n + 1), b->date,
+				 m->from, m->rtext, pad ? " " : "", (unsigned long long)(n + 1), b->date,
 				 (unsigned long long)(n + 1), b->run_id);
-		c->hdrlen = h > 0 && (size_t)h < sizeof c->hdr ? (size_t)h : 0;
-		if (o->size <= c->hdrlen + 1 || b->body[o->size - (o->size - c->hdrlen)] != '\n')
+		m->hdrlen = h > 0 && (size_t)h < BLAST_HDR ? (size_t)h : 0;
+		if (o->size <= m->hdrlen + 1 || b->body[o->size - (o->size - m->hdrlen)] != '\n')
 			break;
 	}
-	c->msg = (struct smtp_client_msg){
-		.from = slice_make(c->from, flen),
-		.rcpt = c->rcpt,
+	m->msg = (struct smtp_client_msg){
+		.from = slice_make(m->from, flen),
+		.rcpt = m->rcpt,
 		.nrcpt = o->rcpts,
-		.size = c->hdrlen + (o->size > c->hdrlen + 1 ? o->size - c->hdrlen : 0),
+		.size = m->hdrlen + (o->size > m->hdrlen + 1 ? o->size - m->hdrlen : 0),
 	};
-	c->msgno = n;
 	return RM_OK;
 }
 
-/* msg_tail - the shared body's tail that completes the message */
-static struct iovec msg_tail(struct blast *b, struct bconn *c)
+/* msg_tail - the shared body's tail that completes message m */
+static struct iovec msg_tail(struct blast *b, const struct bmsg *m)
 {
-	size_t tail = c->msg.size - c->hdrlen;
+	size_t tail = m->msg.size - m->hdrlen;
 	return (struct iovec){ b->body + (b->o->size - tail), tail };
 }
 
@@ -290,11 +319,16 @@ static int tls_send(struct worker *w, struct bconn *c)
 	return 1;
 }
 
-/* send_start - send out (and, when given, more slices after it), through
- * the session's TLS connection once it has one; false when that failed */
+/* send_start - send the lead slices, out and, when given, more slices
+ * after it, through the session's TLS connection once it has one; false
+ * when that failed */
 static bool send_start(struct worker *w, struct bconn *c, const struct iovec *more, int nmore)
 {
 	c->niov = 0;
+	for (int i = 0; i < c->nlead; i++)
+		if (c->lead[i].iov_len)
+			c->iov[c->niov++] = c->lead[i];
+	c->nlead = 0;
 	if (c->out.len)
 		c->iov[c->niov++] = (struct iovec){ c->out.ptr, c->out.len };
 	for (int i = 0; i < nmore; i++)
@@ -328,29 +362,41 @@ static void conn_close(struct worker *w, struct bconn *c)
 	io_uring_prep_close(conn_sqe(w, c, OP_CLOSE), c->fd);
 }
 
-/* conn_fail - the session is lost: a message in flight, or a TLS
- * handshake under way, is an error */
+/* conn_lost - the session ends with messages in flight (and maybe a TLS
+ * handshake under way): each is an error */
+static void conn_lost(struct worker *w, struct bconn *c)
+{
+	unsigned n = c->nfly + c->handshake;
+
+	c->nfly = 0;
+	c->handshake = false;
+	if (n)
+		PUB(w, errors, n);
+}
+
+/* conn_fail - the session is lost */
 static void conn_fail(struct worker *w, struct bconn *c)
 {
-	if (c->in_msg || c->handshake) {
-		c->in_msg = c->handshake = false;
-		PUB(w, errors, 1);
-	}
+	conn_lost(w, c);
 	conn_close(w, c);
 }
 
-/* msg_end - the message's last reply came: count it */
-static void msg_end(struct worker *w, struct bconn *c, int64_t now)
+/* msg_reap - count every message whose transaction the engine has counted
+ * over: the oldest in flight first, as the replies came */
+static void msg_reap(struct worker *w, struct bconn *c, int64_t now)
 {
-	if (!c->in_msg)
-		return;
-	c->in_msg = false;
-	hist_record(&w->r.latency, (uint64_t)(now - c->start_us));
-	PUB(w, bytes, c->msg.size);
-	if (c->msg_ok && !c->msg_rej)
-		PUB(w, accepted, 1);
-	else
-		PUB(w, rejected, 1);
+	while (c->nfly > 0 && c->over < smtp_client_messages(&c->cl)) {
+		struct bmsg *m = msg_head(c);
+		c->over++;
+		hist_record(&w->r.latency, (uint64_t)(now - m->start_us));
+		PUB(w, bytes, m->msg.size);
+		if (m->ok && !m->rej)
+			PUB(w, accepted, 1);
+		else
+			PUB(w, rejected, 1);
+		c->head = (uint8_t)((c->head + 1) % BLAST_SLOTS);
+		c->nfly--;
+	}
 }
 
 /* msg_next - claim and start the next message, park for --rate, or QUIT */
@@ -358,6 +404,10 @@ static bool msg_next(struct worker *w, struct bconn *c, int64_t now)
 {
 	struct blast *b = w->b;
 
+	if (c->nfly >= BLAST_SLOTS) { /* the engine would not allow it */
+		conn_fail(w, c);
+		return false;
+	}
 	if (!c->parked) {
 		uint64_t n = __atomic_fetch_add(&b->next, 1, __ATOMIC_RELAXED);
 		if (n >= b->limit || __atomic_load_n(&b->stop, __ATOMIC_RELAXED) ||
@@ -375,13 +425,14 @@ static bool msg_next(struct worker *w, struct bconn *c, int64_t now)
 		}
 	}
 	c->parked = false;
-	if (smtp_client_send(&c->cl, &c->msg) != RM_OK) {
+	struct bmsg *m = msg_slot(c);
+	if (smtp_client_send(&c->cl, &m->msg) != RM_OK) {
 		conn_fail(w, c);
 		return false;
 	}
-	c->in_msg = true;
-	c->msg_ok = c->msg_rej = false;
-	c->start_us = now;
+	c->nfly++;
+	m->ok = m->rej = false;
+	m->start_us = now;
 	PUB(w, sent, 1);
 	return false;
 }
@@ -452,10 +503,21 @@ static void pump(struct worker *w, struct bconn *c, int64_t now)
 		enum smtp_client_ev ev = smtp_client_feed(&c->cl, c->ip + c->inoff, c->inlen - c->inoff, &used,
 							  &c->out);
 		c->inoff += used;
-		const struct smtp_reply *r;
+		const struct smtp_reply *r = smtp_client_reply(&c->cl);
+		/* A reply event is the oldest message's; it may also be the
+		 * last of it, counted over by the same feed. */
+		if (ev == SMTP_CL_RCPT && c->nfly && (r == NULL || r->code / 100 != 2))
+			msg_head(c)->rej = true;
+		if (ev == SMTP_CL_RESULT && c->nfly) {
+			if (r != NULL && r->code / 100 == 2)
+				msg_head(c)->ok = true;
+			else
+				msg_head(c)->rej = true;
+		}
+		msg_reap(w, c, now);
 		switch (ev) {
 		case SMTP_CL_NONE:
-			if (c->out.len || (c->tls != NULL && tls_conn_out_pending(c->tls))) {
+			if (c->out.len || c->nlead || (c->tls != NULL && tls_conn_out_pending(c->tls))) {
 				if (!send_start(w, c, NULL, 0))
 					conn_fail(w, c);
 				break;
@@ -470,36 +532,42 @@ static void pump(struct worker *w, struct bconn *c, int64_t now)
 				conn_fail(w, c);
 			break;
 		case SMTP_CL_READY:
-			msg_end(w, c, now);
 			if (msg_next(w, c, now))
 				return; /* parked */
 			break;
 		case SMTP_CL_RCPT:
-			r = smtp_client_reply(&c->cl);
-			if (r == NULL || r->code / 100 != 2)
-				c->msg_rej = true;
-			break;
 		case SMTP_CL_RESULT:
-			r = smtp_client_reply(&c->cl);
-			if (r != NULL && r->code / 100 == 2)
-				c->msg_ok = true;
-			else
-				c->msg_rej = true;
 			break;
 		case SMTP_CL_BODY: {
-			struct iovec body[3] = { { c->hdr, c->hdrlen }, msg_tail(b, c), { (void *)".\r\n", 3 } };
+			/* The newest message in flight: an older one has had its
+			 * final reply before this one's 354. */
+			struct bmsg *m = &c->m[(c->head + c->nfly + BLAST_SLOTS - 1) % BLAST_SLOTS];
+			struct iovec body[3] = { { m->hdr, m->hdrlen }, msg_tail(b, m), { (void *)".\r\n", 3 } };
+			if (c->nfly == 0) {
+				conn_fail(w, c);
+				return;
+			}
 			if (smtp_client_bdat_mode(&c->cl)) {
-				if (smtp_client_bdat(&c->cl, &c->out, c->msg.size, true) != RM_OK ||
+				if (smtp_client_bdat(&c->cl, &c->out, m->msg.size, true) != RM_OK ||
 				    !send_start(w, c, body, 2)) {
 					conn_fail(w, c);
 					return;
 				}
-			} else {
-				c->body_sent_due = true;
-				if (!send_start(w, c, body, 3)) {
-					conn_fail(w, c);
-					return;
-				}
+				break;
+			}
+			/* The body goes before whatever the engine writes next (with
+			 * PIPELINING, the next message's commands or QUIT): one
+			 * sendmsg for both. Out is empty here, as the 354 is only
+			 * read once every command before it was sent. */
+			if (c->out.len && !send_start(w, c, NULL, 0)) {
+				conn_fail(w, c);
+				return;
+			}
+			memcpy(c->lead, body, sizeof body);
+			c->nlead = 3;
+			if (smtp_client_body_sent(&c->cl) != RM_OK) {
+				conn_fail(w, c);
+				return;
 			}
 			break;
 		}
@@ -510,10 +578,9 @@ static void pump(struct worker *w, struct bconn *c, int64_t now)
 			/* --starttls against a server without it (or refusing it)
 			 * is a failed session even with no message started. */
 			enum smtp_client_fail f = smtp_client_fail(&c->cl);
-			if (c->in_msg || f == SMTP_CLIENT_FAIL_TLS_UNAVAILABLE || f == SMTP_CLIENT_FAIL_TLS_FAILED) {
-				c->in_msg = false;
+			if (c->nfly == 0 && (f == SMTP_CLIENT_FAIL_TLS_UNAVAILABLE || f == SMTP_CLIENT_FAIL_TLS_FAILED))
 				PUB(w, errors, 1);
-			}
+			conn_lost(w, c);
 			c->close_after = true;
 			if (!c->out.len || !send_start(w, c, NULL, 0) || !c->sending)
 				conn_close(w, c);
@@ -555,13 +622,6 @@ static void on_send(struct worker *w, struct bconn *c, int res, int64_t now)
 	}
 	if (c->handshake)
 		return; /* the handshake goes on when the server answers */
-	if (c->body_sent_due) {
-		c->body_sent_due = false;
-		if (smtp_client_body_sent(&c->cl) != RM_OK) {
-			conn_fail(w, c);
-			return;
-		}
-	}
 	pump(w, c, now);
 }
 
@@ -702,8 +762,11 @@ static void *worker_main(void *arg)
 	io_uring_queue_exit(&w->ring); /* no send references a buffer any more */
 out:
 	for (unsigned i = 0; i < w->n; i++) {
-		free(w->c[i].rcpt);
-		free(w->c[i].rtext);
+		for (unsigned j = 0; j < BLAST_SLOTS; j++) {
+			free(w->c[i].m[j].rcpt);
+			free(w->c[i].m[j].rtext);
+			free(w->c[i].m[j].hdr);
+		}
 		w->c[i].tls = tls_conn_free(w->c[i].tls);
 	}
 	/* The run ends when its last worker does, not at the caller's next
@@ -785,7 +848,10 @@ struct blast *blast_start(const struct blast_opts *o, bool messages_given, char 
 	strftime(b->date, sizeof b->date, "%a, %d %b %Y %H:%M:%S %z", &tm);
 	b->ccfg = (struct smtp_client_cfg){ .helo_name = SLICE_LIT("blast.test"),
 					    .tls = o->starttls ? SMTP_CLIENT_TLS_REQUIRED : SMTP_CLIENT_TLS_NONE,
-					    .no_chunking = !o->bdat };
+					    .no_chunking = !o->bdat,
+					    /* --rate parks sessions between messages:
+					     * one in flight keeps the latency honest */
+					    .pipeline_next = o->rate == 0 };
 	if (o->starttls && blast_tls(b, err, errlen) != 0)
 		goto fail;
 	for (unsigned i = 0; i < b->nw; i++) {

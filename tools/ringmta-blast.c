@@ -39,7 +39,7 @@ static void blast_report(const struct blast_result *r, bool json)
 	double p99 = blast_ms(hist_percentile(&r->latency, 99)), max = blast_ms(r->latency.max);
 
 	if (json) {
-		printf("{\"sent\":%llu,\"accepted\":%llu,\"rejected\":%llu,\"errors\":%llu,\"seconds\":%.3f,"
+		printf("{\"sent\":%llu,\"accepted\":%llu,\"rejected\":%llu,\"errors\":%llu,\"seconds\":%.6f,"
 		       "\"msgs_per_sec\":%.1f,\"mb_per_sec\":%.3f,"
 		       "\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f}}\n",
 		       (unsigned long long)r->sent, (unsigned long long)r->accepted, (unsigned long long)r->rejected,
