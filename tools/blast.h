@@ -3,7 +3,9 @@
  *
  * blast_run starts one thread per --threads, each with its own ring and its
  * share of --connections; every session keeps sending messages on its
- * connection (PIPELINING when offered, BDAT with --bdat when offered) until
+ * connection (PIPELINING when offered, across transactions too: the next
+ * message's commands follow each DATA body's dot in the same write; BDAT
+ * with --bdat when offered) until
  * the shared message budget, --duration or a stop request ends it, then
  * QUITs. Message numbers are claimed from one atomic counter, so {n}
  * running numbers and Message-IDs are unique across threads. The body is
