@@ -28,7 +28,10 @@ static const struct opttab blast_table = {
 	.synopsis = "--target HOST:PORT [OPTIONS]",
 	.defs = blast_defs,
 	.n_defs = sizeof(blast_defs) / sizeof(blast_defs[0]),
-	.epilog = "Exit 0 when every message got a 2xx reply, 1 otherwise.\n",
+	.epilog = "Against a server that offers PIPELINING, each session keeps two messages\n"
+		  "in flight (the next envelope follows the end of data; RFC 2920), except\n"
+		  "with --rate or --bdat.\n"
+		  "Exit 0 when every message got a 2xx reply, 1 otherwise.\n",
 };
 
 /* blast_mailbox - a plausible envelope address: local@domain, printable,
