@@ -98,6 +98,16 @@ static const struct cmd_case cmd_cases[] = {
 	C("BDATA", UNKNOWN, "", 0),
 	C("TURN", UNKNOWN, "", 0),
 	C("ETRN x", UNKNOWN, "x", 0),
+	/* the folded word compare: only a letter's two cases match it */
+	C("MA\x09L FROM:<a@b>", UNKNOWN, "FROM:<a@b>", 0),
+	C("\xcd" "AIL FROM:<a@b>", UNKNOWN, "FROM:<a@b>", 0),
+	C("M\x01IL x", UNKNOWN, "x", 0),
+	C("MAIL FR\x0fM:<a@b>", MAIL, "FR\x0fM:<a@b>", 1),
+	C("MAIL fRoM:<a@b>", MAIL, "<a@b>", 0),
+	C("MAIL FROM;<a@b>", MAIL, "FROM;<a@b>", 1),
+	C("STAR x", UNKNOWN, "x", 0),
+	C("StartTls", STARTTLS, "", 0),
+	C("HELO  x", HELO, "x", 0),
 	/* HTTP */
 	C("GET / HTTP/1.1", HTTP, "/ HTTP/1.1", 0),
 	C("get / HTTP/1.0", HTTP, "/ HTTP/1.0", 0),
