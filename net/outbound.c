@@ -221,6 +221,8 @@ struct ob {
 	struct sched *s;
 	struct ob_conn **conns;
 	uint32_t nconns;
+	uint32_t nhi;              /* slots at and above this were never used:
+				    * the per-turn scans stop here */
 	uint32_t free_head;
 	uint32_t *free_next;
 	unsigned pending;
@@ -794,6 +796,8 @@ static struct ob_conn *ob_conn_new(struct ob *d, struct sched_ldest *ld)
 		d->conns[slot] = c;
 	}
 	d->free_head = d->free_next[slot];
+	if (slot >= d->nhi)
+		d->nhi = slot + 1;
 	uint32_t gen = c->gen;
 	char *rbuf = c->rbuf;
 	memset(c, 0, offsetof(struct ob_conn, outmem));
@@ -1653,6 +1657,12 @@ static void *ob_create(void *global, const struct net_deliver_env *env)
 		}
 		if (d->g->_ringfd != NULL)
 			__atomic_store_n(&d->g->_ringfd[env->shard], env->ring->ring_fd, __ATOMIC_RELAXED);
+		struct outbound_cfg *g = global;
+		unsigned hi = __atomic_load_n(&g->_nshard, __ATOMIC_RELAXED);
+		while (hi < env->shard + 1 &&
+		       !__atomic_compare_exchange_n(&g->_nshard, &hi, env->shard + 1, false, __ATOMIC_RELAXED,
+						    __ATOMIC_RELAXED))
+			;
 	}
 	return d;
 }
@@ -1835,7 +1845,7 @@ static void ob_complete(void *arg, uint32_t tag, int res, uint32_t flags)
 /* ob_timeouts - connections past their deadline */
 static void ob_timeouts(struct ob *d)
 {
-	for (uint32_t i = 0; i < d->nconns; i++) {
+	for (uint32_t i = 0; i < d->nhi; i++) {
 		struct ob_conn *c = d->conns[i];
 		if (c == NULL || c->state != OC_OPEN || c->deadline == 0 || c->deadline > d->now)
 			continue;
@@ -1886,7 +1896,7 @@ static bool ob_ctl_delete(struct ob *d, const char *id)
 	evlog_msg("info", "delete", line);
 	/* A transaction of it stops before its end of data can be sent. The
 	 * message stays allocated until its last job is dropped. */
-	for (uint32_t i = 0; i < d->nconns; i++) {
+	for (uint32_t i = 0; i < d->nhi; i++) {
 		struct ob_conn *c = d->conns[i];
 		if (c != NULL && c->state == OC_OPEN && c->m == m && c->job != NULL)
 			ob_conn_end(d, c, "451 4.3.0 message deleted", 0);
@@ -2019,7 +2029,7 @@ static unsigned ob_load(struct ob *d)
 	unsigned n = 0;
 	for (struct sched_ldest *ld = sched_work(d->s); ld != NULL; ld = sched_work_next(d->s, ld))
 		n += (unsigned)ld->ready;
-	for (uint32_t i = 0; i < d->nconns; i++)
+	for (uint32_t i = 0; i < d->nhi; i++)
 		if (d->conns[i] != NULL && d->conns[i]->job != NULL &&
 		    (d->conns[i]->state == OC_OPEN || d->conns[i]->state == OC_CONNECTING))
 			n++;
@@ -2178,8 +2188,9 @@ static void ob_turn(void *arg, int64_t now_ms)
 	ob_carry_back(d);
 	unsigned load[MSGID_SHARD_MAX + 1];
 	unsigned me = d->env.shard <= MSGID_SHARD_MAX ? d->env.shard : 0;
+	unsigned nshard = __atomic_load_n(&d->g->_nshard, __ATOMIC_RELAXED);
 	d->nload = 0;
-	for (unsigned i = 0; i <= MSGID_SHARD_MAX; i++)
+	for (unsigned i = 0; i < nshard && i <= MSGID_SHARD_MAX; i++)
 		if ((load[i] = d->g->_load ? __atomic_load_n(&d->g->_load[i], __ATOMIC_RELAXED) : UINT_MAX) != UINT_MAX)
 			d->nload = i + 1;
 	load[me] = ob_load(d);
@@ -2234,7 +2245,7 @@ static void ob_stop(void *arg)
 	 * restart) */
 	for (struct ob_msg *m = d->msgs; m != NULL; m = m->next)
 		ob_dsn_flush(d, m);
-	for (uint32_t i = 0; i < d->nconns; i++) {
+	for (uint32_t i = 0; i < d->nhi; i++) {
 		struct ob_conn *c = d->conns[i];
 		if (c != NULL && (c->state == OC_OPEN || c->state == OC_CONNECTING)) {
 			if (c->job != NULL) {

@@ -120,6 +120,8 @@ struct outbound_cfg {
 				    * such shard) */
 	int *_ringfd;              /* per shard index: its ring's fd, for the
 				    * hand-off doorbell (-1: none; atomic) */
+	unsigned _nshard;          /* shard indexes below this have a module
+				    * (atomic): the per-turn load scan's end */
 };
 
 enum outbound_ctl_op { OUTBOUND_CTL_DELETE = 1, OUTBOUND_CTL_FLUSH };
