@@ -138,6 +138,22 @@ void sched_dest_backoff(struct sched_dest *d, uint64_t now_us)
 	__atomic_store_n(&d->_backoff_until, now_us + d->_backoff_us, __ATOMIC_RELAXED);
 }
 
+/* sched_dest_want - mark d as waited for */
+bool sched_dest_want(struct sched_dest *d)
+{
+	if (__atomic_load_n(&d->_want, __ATOMIC_RELAXED))
+		return false;
+	return __atomic_exchange_n(&d->_want, 1u, __ATOMIC_RELAXED) == 0;
+}
+
+/* sched_dest_wanted - take the mark */
+bool sched_dest_wanted(struct sched_dest *d)
+{
+	if (!__atomic_load_n(&d->_want, __ATOMIC_RELAXED))
+		return false;
+	return __atomic_exchange_n(&d->_want, 0u, __ATOMIC_RELAXED) != 0;
+}
+
 /* sched_dest_conns - connections open now */
 unsigned sched_dest_conns(const struct sched_dest *d)
 {

@@ -62,6 +62,7 @@ struct sched_dest {
 	unsigned _conns;           /* atomic: open connections, all shards */
 	unsigned _eff;             /* atomic: the limit now (back-off) */
 	uint64_t _backoff_until;   /* atomic: µs */
+	unsigned _want;            /* atomic: a shard had jobs and no slot */
 	uint64_t _backoff_us;
 	struct sched_dest *_next;
 };
@@ -86,6 +87,14 @@ void sched_dest_put(struct sched_dest *d);
 
 /* sched_dest_backoff - d refused a connection or said 421: halve its limit */
 void sched_dest_backoff(struct sched_dest *d, uint64_t now_us);
+
+/* sched_dest_want - a shard has ready jobs for d and found no slot; true
+ * when no shard had said so since the last sched_dest_wanted (lock-free) */
+bool sched_dest_want(struct sched_dest *d);
+
+/* sched_dest_wanted - whether a shard waits for a slot of d, clearing the
+ * mark: the caller gives one back (lock-free) */
+bool sched_dest_wanted(struct sched_dest *d);
 
 /* sched_dest_conns - connections open now; sched_dest_limit - the limit now */
 unsigned sched_dest_conns(const struct sched_dest *d);
