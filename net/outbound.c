@@ -132,7 +132,7 @@ struct ob_carry {
 	struct spool_env env;      /* shallow copy: slices into m's arena */
 	char id[MSGID_LEN + 1];
 	const char *key;           /* the destination (the shared entry's key) */
-	const struct outbound_hop *hop;
+	const struct outbound_hop *hop; /* NULL: MX, the carrier looks it up */
 	uint32_t attempts;
 	int fd[OB_CARRY_SEGS];     /* read-only, the carrier's to close */
 	uint32_t seg[OB_CARRY_SEGS];
@@ -2057,12 +2057,14 @@ static unsigned ob_carry_target(struct ob *d, const unsigned *load, unsigned min
 
 /* ob_carry_out - hand ready jobs of ld to less loaded shards while this
  * one is the busier by OB_CARRY_GAP; load[] is this turn's estimate,
- * updated as jobs go */
+ * updated as jobs go. MX destinations too: the carrier looks the domain
+ * up on its own ring (its own answer, kept like ours) and takes its
+ * connections from the same shared count. */
 static void ob_carry_out(struct ob *d, struct sched_ldest *ld, unsigned *load)
 {
 	unsigned me = d->env.shard;
 
-	if (d->nproxy != 0 || ((struct ob_dest *)ld->user)->hop == NULL)
+	if (d->nproxy != 0)
 		return;
 	while (ld->ready && d->naway < OB_CARRY_MAX) {
 		unsigned t = ob_carry_target(d, load, load[me]);

@@ -23,7 +23,8 @@
  *    it carries for another shard (the transaction only). A shard is
  *    saturated for this purpose when its weight exceeds another shard's
  *    by OB_CARRY_GAP or more: it then hands that shard its oldest ready
- *    jobs to routed or smarthost destinations (not MX) until the two
+ *    jobs (to any destination: a route, the smarthost or an MX domain,
+ *    which the carrier resolves itself) until the two
  *    weights (as it estimates them) are within the gap, at most
  *    OB_CARRY_MAX jobs away at once. Shards with equal work of their own
  *    weigh the same and exchange nothing; a shard that carries jobs for

@@ -3,9 +3,13 @@ server: Debian's dnsmasq on loopback serves MX and A records pointing at
 aiosmtpd sinks on other 127.0.0.x addresses (one --mx-port for all), and
 ringmta resolves through --dns. Preference order, fallback to the next host
 when the preferred one is down, equal preferences both used, the A record
-when there is no MX, and a null MX or NXDOMAIN bouncing at once. Run with
-Debian's /usr/bin/python3."""
+when there is no MX, and a null MX or NXDOMAIN bouncing at once. With two
+shards, jobs to one MX domain are handed between shards like smarthost
+jobs, and --dest-max-connections holds for the domain across both. Run
+with Debian's /usr/bin/python3."""
 import socket
+import subprocess
+import threading
 import time
 
 import pytest
@@ -14,6 +18,7 @@ pytest.importorskip("aiosmtpd.controller")
 from test_delivery import BODY, Sink, daemons, free_port, sinks  # noqa: E402,F401
 from test_dns import run_dnsmasq  # noqa: E402
 from test_bounces import report_fields, parse, wait_log  # noqa: E402
+from test_delivery_load import BLAST, DumpSink, blast_json, task_cpu  # noqa: E402
 
 RECORDS = [
     "--local=/test/",
@@ -31,6 +36,10 @@ RECORDS = [
     "--host-record=e2.equal.test,127.0.0.5",
     "--host-record=plain.test,127.0.0.6",
     "--dns-rr=nullmx.test,15,000000",
+    "--mx-host=many.test,mx.many.test,10",
+    "--host-record=mx.many.test,127.0.0.7",
+    "--mx-host=hot.test,mx.hot.test,10",
+    "--host-record=mx.hot.test,127.0.0.1",
 ]
 
 
@@ -40,8 +49,8 @@ def dns(tmp_path_factory):
     yield from run_dnsmasq(tmp_path_factory.mktemp("dnsmasq"), RECORDS, qname=b"\x04pref\x04test\x00")
 
 
-MX_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.12",
-            "127.0.0.13")
+MX_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7",
+            "127.0.0.12", "127.0.0.13")
 
 
 def free_port_all(hosts=MX_HOSTS, tries=50):
@@ -139,3 +148,65 @@ def test_null_mx_and_nxdomain_bounce_at_once(dns, mxport, daemons, sinks):
     assert rcpts[0]["status"] == "5.1.2"
     assert "outcome=deferred" not in d.logtext()
     assert wait_log(d, "outcome=bounced")
+
+
+def test_mx_connection_limit_holds_across_shards(dns, mxport, daemons):
+    """Many messages to one MX domain over several sessions at once, so
+    both shards receive (SO_REUSEPORT) and hand jobs to each other: the MX
+    host never has more connections open at once than
+    --dest-max-connections, uses more than one, and gets every recipient
+    exactly once."""
+    port, make = mxport
+    s = make("127.0.0.7")
+    s.handler.data_delay = 0.05  # transactions overlap: the limit is reached
+    d = relay(daemons, dns, port, "--dest-max-connections", "3")
+    senders, per = 6, 10
+    errors = []
+
+    def send(k):
+        try:
+            for i in range(per):
+                d.send("a@src.test", [f"r{k}-{i}@many.test"], BODY)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    n = senders * per
+    assert s.wait(n, 60), d.logtext()
+    time.sleep(0.5)  # a duplicate would be on its way by now
+    rcpts = [r for m in s.handler.messages for r in m[1]]
+    assert sorted(rcpts) == sorted(f"r{k}-{i}@many.test" for k in range(senders) for i in range(per))
+    assert 2 <= s.handler.peak <= 3, s.handler.peak
+
+
+def test_one_inbound_session_spreads_mx_delivery_over_shards(dns, daemons):
+    """All mail to one MX domain arrives over one client session, so one
+    shard receives everything; it hands MX jobs to the other shard, which
+    resolves the domain itself, and both shard threads do a real share of
+    the work. Every message arrives exactly once (by Message-ID)."""
+    sink = DumpSink()  # on 127.0.0.1, the address of mx.hot.test
+    try:
+        d = relay(daemons, dns, sink.port)
+        n = 3000
+        before = task_cpu(d.proc.pid)
+        r = subprocess.run([BLAST, "--target", f"127.0.0.1:{d.port}", "--connections", "1",
+                            "--messages", str(n), "--size", "8192", "--to", "rcpt{n}@hot.test", "--json"],
+                           capture_output=True, timeout=180)
+        assert blast_json(r.stdout)["accepted"] == n, r.stderr
+        assert sink.wait_ids(n, 60), d.logtext()[-2000:]
+        time.sleep(0.5)
+        after = task_cpu(d.proc.pid)
+        shards = {t: after[t][1] - before.get(t, (True, 0))[1] for t in after if after[t][0]}
+        assert len(shards) == 2, after
+        ids = sink.ids()
+        assert len(ids) == n and len(set(ids)) == n, f"{len(ids) - len(set(ids))} duplicates"
+        top, low = max(shards.values()), min(shards.values())
+        print("shard CPU ticks (one inbound session, MX):", shards)
+        assert top > 0
+        assert low >= top * 0.25, f"the other shard did {low} ticks against {top}"
+    finally:
+        sink.stop()
