@@ -11,10 +11,13 @@
  * followed by the body read back from the spool segment, one io_uring read
  * of at most OB_RBUF bytes per piece into the connection's buffer (a copy by
  * the kernel; no body byte is copied in user space). With CHUNKING the
- * whole message is one "BDAT n LAST" whose n bytes stream in pieces; else
- * DATA with dot-stuffing by slices (core/smtp_client.h smtp_stuff_*), sent
- * by sendmsg from the read buffer. splice for plain BDAT would save the
- * read copy; not done.
+ * whole message is one "BDAT n LAST": a body that fits in that buffer is
+ * read whole first (one read per extent) and goes out with the BDAT
+ * command and the Received: header in one sendmsg; a bigger one streams in
+ * pieces. Else DATA with dot-stuffing by slices (core/smtp_client.h
+ * smtp_stuff_*), sent by sendmsg from the read buffer. splice for plain
+ * BDAT would save the read copy (about 1 µs for 10 KB) at the price of a
+ * pipe per connection and two operations per extent; not done.
  *
  * Outcomes per recipient: 2xx delivered, 5xx bounced, anything else (4xx,
  * connection lost, timeout) deferred per the retry schedule with the reply
@@ -103,7 +106,7 @@
 
 enum ob_op { O_CONNECT = 1, O_LTIMEOUT, O_RECV, O_SEND, O_READ, O_CLOSE, O_TLSREAD, O_WAKE };
 enum ob_state { OC_FREE = 0, OC_CONNECTING, OC_OPEN, OC_CLOSING };
-enum ob_body { B_NONE = 0, B_BODY, B_DONE };
+enum ob_body { B_NONE = 0, B_BODY, B_DONE, B_GATHER };
 
 struct ob_msg {
 	struct sched_msg sm;
@@ -270,6 +273,7 @@ static void ob_pump(struct ob *d, struct ob_conn *c);
 static void ob_tls_step(struct ob *d, struct ob_conn *c, int rc);
 static void ob_tls_fail(struct ob *d, struct ob_conn *c, const char *reason);
 static void ob_body_next(struct ob *d, struct ob_conn *c);
+static bool ob_gather(struct ob *d, struct ob_conn *c);
 static void ob_conn_end(struct ob *d, struct ob_conn *c, const char *why, unsigned code);
 
 /* --- global ------------------------------------------------------------------- */
@@ -1483,6 +1487,8 @@ static void ob_pump(struct ob *d, struct ob_conn *c)
 			c->body = B_BODY;
 			c->boff = 0;
 			c->rpos = c->rlen = 0;
+			if (smtp_client_bdat_mode(&c->cl) && ob_gather(d, c))
+				return;
 			if (c->out.len) {
 				ob_send_out(d, c);
 				return;
@@ -1538,6 +1544,63 @@ static bool ob_extent(struct ob_msg *m, uint64_t off, int *fd, uint64_t *at, uin
 		return *fd >= 0;
 	}
 	return false;
+}
+
+/* ob_gather_read - read the next piece of a gathered body into rbuf at
+ * rlen */
+static void ob_gather_read(struct ob *d, struct ob_conn *c)
+{
+	int fd;
+	uint64_t at, left;
+	size_t room = OB_RBUF - c->rlen;
+
+	if (!ob_extent(c->m, c->rlen, &fd, &at, &left)) {
+		ob_conn_end(d, c, "451 4.3.0 the spool cannot be read", 0);
+		return;
+	}
+	struct io_uring_sqe *sqe = ob_sqe(d, c, O_READ);
+	io_uring_prep_read(sqe, fd, c->rbuf + c->rlen, (unsigned)(left < room ? left : room), at);
+}
+
+/* ob_gather - a BDAT body that fits in rbuf is read whole before anything
+ * of the chunk goes out; then its command, the Received: header and the
+ * body leave in one sendmsg (ob_gather_send). Streaming them took three
+ * sends or more per message, each a completion and a loop turn. false:
+ * the body is too big (or empty, or no buffer): stream it. */
+static bool ob_gather(struct ob *d, struct ob_conn *c)
+{
+	uint64_t blen = c->m->total - c->m->env.received.len;
+
+	if (blen == 0 || blen > OB_RBUF)
+		return false;
+	if (c->rbuf == NULL && (c->rbuf = malloc(OB_RBUF)) == NULL)
+		return false;
+	c->body = B_GATHER;
+	ob_gather_read(d, c);
+	return true;
+}
+
+/* ob_gather_send - a read of a gathered body completed with n bytes: read
+ * on, or send the whole chunk */
+static void ob_gather_send(struct ob *d, struct ob_conn *c, size_t n)
+{
+	struct ob_msg *m = c->m;
+
+	c->rlen += n;
+	if (c->rlen < m->total - m->env.received.len) {
+		ob_gather_read(d, c); /* the next extent, or a short read's rest */
+		return;
+	}
+	struct iovec v[3] = {
+		{ c->out.ptr, c->out.len },
+		{ (void *)(uintptr_t)m->env.received.ptr, m->env.received.len },
+		{ c->rbuf, c->rlen },
+	};
+	/* all of it handed to the send: ob_after_send finds the body done */
+	c->boff = m->total;
+	c->rpos = c->rlen = 0;
+	c->body = B_BODY;
+	ob_send(d, c, v, 3);
 }
 
 /* ob_body_piece - send p[0..n) of the message (dot-stuffed for DATA);
@@ -1828,6 +1891,10 @@ static void ob_complete(void *arg, uint32_t tag, int res, uint32_t flags)
 			break;
 		if (res <= 0) {
 			ob_conn_end(d, c, "451 4.3.0 the spool cannot be read", 0);
+			break;
+		}
+		if (c->body == B_GATHER) {
+			ob_gather_send(d, c, (size_t)res);
 			break;
 		}
 		c->rlen = (size_t)res;

@@ -195,7 +195,9 @@ def test_body_byte_for_byte_and_dot_stuffing(sinks, daemons):
     assert "outcome=delivered" in d.logtext()
 
 
-def test_bdat_to_ringmta_sink_byte_for_byte(daemons, tmp_path):
+def relay_to_dump_sink(daemons, tmp_path, body):
+    """Relay body through ringmta to ringmta-sink --dump (BDAT); the
+    message as the sink stored it, envelope lines and Received: dropped."""
     port = free_port()
     dump = tmp_path / "dump"
     dump.mkdir()
@@ -204,8 +206,7 @@ def test_bdat_to_ringmta_sink_byte_for_byte(daemons, tmp_path):
     try:
         time.sleep(0.3)
         d = daemons("--smarthost", f"127.0.0.1:{port}")
-        big = BODY + b"x" * 200000 + b"\r\n.\r\nend\r\n"
-        d.send("a@src.test", ["b@dst.test"], big)
+        d.send("a@src.test", ["b@dst.test"], body)
         end = time.time() + 10
         while time.time() < end and not list(dump.iterdir()):
             time.sleep(0.05)
@@ -216,10 +217,27 @@ def test_bdat_to_ringmta_sink_byte_for_byte(daemons, tmp_path):
         # drop the sink's X-Sink-* envelope lines, then our Received:
         while raw.startswith(b"X-Sink-"):
             raw = raw[raw.index(b"\r\n") + 2:] if b"\r\n" in raw[:200] else raw[raw.index(b"\n") + 1:]
-        assert strip_received(raw) == big
+        return strip_received(raw)
     finally:
         sink.terminate()
         sink.wait()
+
+
+def test_bdat_to_ringmta_sink_byte_for_byte(daemons, tmp_path):
+    big = BODY + b"x" * 200000 + b"\r\n.\r\nend\r\n"
+    assert relay_to_dump_sink(daemons, tmp_path, big) == big
+
+
+@pytest.mark.parametrize("size", [10240, 65535, 65536, 65537])
+def test_bdat_body_read_whole_byte_for_byte(daemons, tmp_path, size):
+    """A body up to the outbound read buffer (64 KiB) is read whole and
+    sent with its BDAT command and Received: header at once; one byte more
+    streams in pieces. Either way the sink gets it byte for byte."""
+    line = b"0123456789abcdefghijklmnopqrstuvwxyz.ABCDEFGHIJKLMNOPQRSTUVWXYZ-0123456789\r\n"
+    lines = (line * (size // len(line) + 1))[:size - len(BODY) - 2]
+    body = BODY + lines + b"\r\n"
+    assert len(body) == size
+    assert relay_to_dump_sink(daemons, tmp_path, body) == body
 
 
 def test_three_domains_three_routes(sinks, daemons):
