@@ -94,21 +94,24 @@ struct mbox_slot {
 	char _pad[MBOX_CACHELINE - 16];
 };
 
-/* A mailbox. The producers' counter, the consumer's fields and the flag
- * are kept 64 bytes apart (padding, not alignas, so that a struct mbox may
- * sit in malloc'd memory of ordinary alignment): the sides do not
- * invalidate each other's cache lines except through the slots they hand
- * over. */
+/* A mailbox. The fields both sides only read, the producers' counter, the
+ * consumer's head and the flag are kept 64 bytes apart (padding, not
+ * alignas, so that a struct mbox may sit in malloc'd memory of ordinary
+ * alignment): the sides do not invalidate each other's cache lines except
+ * through the slots they hand over. (_slots and _mask once shared the
+ * consumer's line, so every pop's store of _head took from the producers
+ * the line each push reads first.) */
 struct mbox {
 	char _pad0[MBOX_CACHELINE];
-	MBOX_ATOMIC(uint64_t) _tail; /* next position to claim (producers) */
+	struct mbox_slot *_slots; /* read-only after mbox_init */
+	uint64_t _mask; /* capacity - 1; read-only after mbox_init */
 	char _pad1[MBOX_CACHELINE];
-	uint64_t _head; /* next position to pop (consumer) */
-	struct mbox_slot *_slots;
-	uint64_t _mask; /* capacity - 1 */
+	MBOX_ATOMIC(uint64_t) _tail; /* next position to claim (producers) */
 	char _pad2[MBOX_CACHELINE];
-	MBOX_ATOMIC(unsigned) _sleeping; /* 1: the consumer may block */
+	uint64_t _head; /* next position to pop (consumer) */
 	char _pad3[MBOX_CACHELINE];
+	MBOX_ATOMIC(unsigned) _sleeping; /* 1: the consumer may block */
+	char _pad4[MBOX_CACHELINE];
 };
 
 /* mbox_init - an empty mailbox of at least capacity slots (rounded up to a
