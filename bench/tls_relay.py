@@ -9,8 +9,11 @@ tls:   blast --starttls into ringmta (certificate set), ringmta
 The two modes alternate; each figure is the median over the repetitions.
 delivered/s counts from the generator's start until the sink has every
 message; ringmta CPU is utime+stime of all its threads over that window.
+With several builds (--build A --build B) every repetition runs each build
+in both modes, so an old and a new binary are compared in the same noise.
+--perf DIR records `perf record -g` of ringmta during each TLS run.
 
-  bench/tls_relay.py [--build DIR] [--reps R] [--messages N] [--sessions C]
+  bench/tls_relay.py [--build DIR]... [--reps R] [--messages N] [--sessions C] [--perf DIR]
 """
 import argparse
 import os
@@ -24,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 
 
-def run(build, tls, n, conns, certs):
+def run(build, tls, n, conns, certs, perf=None):
     """run - one repetition; returns (delivered/s, ringmta CPU µs per message)"""
     tlsf = ["--tls-cert", certs[0], "--tls-key", certs[1]]
     sink = benchlib.RingmtaSink(build, extra=tlsf if tls else ())
@@ -40,6 +43,11 @@ def run(build, tls, n, conns, certs):
         benchlib.wait_port(port, relay, "ringmta")
         cpu0 = benchlib.cpu_seconds(relay.pid)
         argv = benchlib.blast_cmd(build, port, 10240, n, conns) + (["--starttls"] if tls else [])
+        rec = None
+        if perf is not None and tls:
+            rec = subprocess.Popen(["perf", "record", "-g", "-q", "-o", perf, "-p", str(relay.pid)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.5)
         t0 = time.monotonic()
         r = benchlib.run_client(argv, n)
         if r["accepted"] != n:
@@ -51,6 +59,9 @@ def run(build, tls, n, conns, certs):
             time.sleep(0.02)
         wall = time.monotonic() - t0
         cpu = benchlib.cpu_seconds(relay.pid) - cpu0
+        if rec is not None:
+            rec.send_signal(2)
+            rec.wait()
         return n / wall, cpu / n * 1e6
     finally:
         benchlib.stop(relay)
@@ -60,30 +71,42 @@ def run(build, tls, n, conns, certs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.path.join(os.path.dirname(__file__), "..", "build"))
+    ap.add_argument("--build", action="append")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--messages", type=int, default=5000)
     ap.add_argument("--sessions", type=int, default=50)
+    ap.add_argument("--perf")
     a = ap.parse_args()
+    builds = a.build or [os.path.join(os.path.dirname(__file__), "..", "build")]
     benchlib.raise_fd_limit()
     with tempfile.TemporaryDirectory() as tmp:
         certs = (os.path.join(tmp, "c.pem"), os.path.join(tmp, "k.pem"))
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                         "ec_paramgen_curve:P-256", "-nodes", "-keyout", certs[1], "-out", certs[0],
                         "-days", "2", "-subj", "/CN=localhost"], check=True, capture_output=True)
-        res = {False: [], True: []}
+        res = {(b, t): [] for b in builds for t in (False, True)}
         for rep in range(a.reps):
-            for tls in ((False, True) if rep % 2 == 0 else (True, False)):
-                res[tls].append(run(a.build, tls, a.messages, a.sessions, certs))
-                print(f"rep {rep} {'tls' if tls else 'plain'}: {res[tls][-1][0]:.0f} delivered/s, "
-                      f"{res[tls][-1][1]:.0f} µs CPU per message", file=sys.stderr)
-    med = {k: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
-           for k, v in res.items()}
-    print(f"| relay, 10 KB, {a.sessions} sessions | delivered/s | ringmta CPU per message |")
-    print("| --- | ---: | ---: |")
-    print(f"| plain in and out | {med[False][0]:.0f} | {med[False][1]:.0f} µs |")
-    print(f"| TLS in and out | {med[True][0]:.0f} | {med[True][1]:.0f} µs |")
-    print(f"| TLS / plain | {med[True][0] / med[False][0]:.0%} | {med[True][1] / med[False][1]:.2f}x |")
+            for b in (builds if rep % 2 == 0 else builds[::-1]):
+                for tls in ((False, True) if rep % 2 == 0 else (True, False)):
+                    perf = None
+                    if a.perf:
+                        os.makedirs(a.perf, exist_ok=True)
+                        perf = os.path.join(a.perf, f"{os.path.basename(os.path.normpath(b))}-{rep}.data")
+                    res[b, tls].append(run(b, tls, a.messages, a.sessions, certs, perf))
+                    print(f"rep {rep} {b} {'tls' if tls else 'plain'}: {res[b, tls][-1][0]:.0f} "
+                          f"delivered/s, {res[b, tls][-1][1]:.0f} µs CPU per message", file=sys.stderr)
+    for b in builds:
+        med = {t: (statistics.median(x[0] for x in res[b, t]), statistics.median(x[1] for x in res[b, t]))
+               for t in (False, True)}
+        print(f"\n{b}: runs plain {'/'.join(f'{x[0]:.0f}' for x in res[b, False])}, "
+              f"TLS {'/'.join(f'{x[0]:.0f}' for x in res[b, True])} delivered/s; "
+              f"CPU plain {'/'.join(f'{x[1]:.0f}' for x in res[b, False])}, "
+              f"TLS {'/'.join(f'{x[1]:.0f}' for x in res[b, True])} µs")
+        print(f"| relay, 10 KB, {a.sessions} sessions | delivered/s | ringmta CPU per message |")
+        print("| --- | ---: | ---: |")
+        print(f"| plain in and out | {med[False][0]:.0f} | {med[False][1]:.0f} µs |")
+        print(f"| TLS in and out | {med[True][0]:.0f} | {med[True][1]:.0f} µs |")
+        print(f"| TLS / plain | {med[True][0] / med[False][0]:.0%} | {med[True][1] / med[False][1]:.2f}x |")
 
 
 if __name__ == "__main__":

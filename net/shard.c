@@ -60,6 +60,8 @@
 #define SHARD_BODY_SLICES 64
 #define SHARD_WAIT_MAX_MS 250
 #define SHARD_SESS_HDR 16       /* slot index stored before the engine */
+#define SHARD_TLS_BUFS 4        /* plaintext buffers a TLS session may hold */
+#define SHARD_TLS_POOL 256      /* idle plaintext buffers a shard keeps */
 #define NO_IDX UINT32_MAX
 #define NO_BID UINT16_MAX
 
@@ -117,7 +119,9 @@ struct conn {
 	bool auth_wait;               /* a credential check (or its delay) pending */
 	bool auth_lockout;            /* ...and its answer is 421 */
 	struct __kernel_timespec auth_ts; /* the delay of a failed AUTH's answer */
-	uint32_t tls_appends;         /* store appends reading tls's plaintext */
+	uint16_t tls_appends[SHARD_TLS_BUFS]; /* store appends reading each tls_buf */
+	char *tls_buf[SHARD_TLS_BUFS];  /* plaintext buffers, from the shard's pool */
+	uint8_t tls_cur;              /* the tls_buf that plain points into */
 	struct slice plain;           /* decrypted bytes not yet fed to the engine */
 	struct proxy_parser *px;      /* set while the PROXY header is awaited
 				       * (no greeting yet); lives in mem */
@@ -152,6 +156,8 @@ struct shard {
 	size_t eng_size;
 	struct slice body[SHARD_BODY_SLICES];
 	struct tls_slot_cache tls_cache; /* this shard's view of cfg.tls_server */
+	char *tls_pool[SHARD_TLS_POOL];  /* idle TLS plaintext buffers */
+	uint32_t tls_npool;
 	struct auth_inbox auth_in;       /* results of this shard's AUTH checks */
 	uint64_t auth_efd_val;           /* the eventfd read's target */
 	struct shard_stats st;
@@ -180,12 +186,18 @@ struct net_server {
 
 /* TLS on a session (net/tls.h): STARTTLS sends its 220 in clear first
  * (CLEAR_OUT), then both kinds handshake (HS) before the engine sees a
- * byte; once UP, received ciphertext is decrypted into the session's
- * plaintext buffer and fed from there, and replies are encrypted at the
- * loop boundary. Body slices handed to the store from that buffer carry
- * SHARD_TAG_TLS: the buffer is not refilled while any is being written. */
+ * byte; once UP, received ciphertext is decrypted one record at a time
+ * into one of the session's plaintext buffers (tls_buf, up to
+ * SHARD_TLS_BUFS, taken from the shard's pool) and fed from there, and
+ * replies are encrypted at the loop boundary. Body slices handed to the
+ * store carry SHARD_TAG_TLS | the buffer's index: a buffer is not refilled
+ * while an append reads it, but the next record is decrypted into another
+ * one meanwhile, so a large body is not serialised behind each spool
+ * write. A session holds no buffer once its plaintext is fed and its
+ * appends are written: an idle TLS session costs no plaintext memory. */
 enum sess_tls_phase { TLS_NONE = 0, TLS_CLEAR_OUT, TLS_HS, TLS_HS_IMPLICIT, TLS_UP };
 #define SHARD_TAG_TLS 0x10000u
+#define SHARD_TAG_TLS_BUF 0xffu /* the tls_buf index in a SHARD_TAG_TLS tag */
 
 struct conn;
 static struct slice sess_out(struct shard *sh, struct conn *c);
@@ -193,6 +205,8 @@ static bool sess_tls_sent(struct shard *sh, struct conn *c, size_t n);
 static void sess_log_end(struct shard *sh, struct conn *c);
 static void sess_tls_begin(struct shard *sh, struct conn *c, bool implicit);
 static void sess_tls_feed(struct shard *sh, struct conn *c, struct smtp_server_io *io);
+static void sess_tls_appended(struct shard *sh, struct conn *c, unsigned i);
+static void sess_tls_trim(struct shard *sh, struct conn *c, bool all);
 static void sess_starttls(struct shard *sh, struct conn *c, struct smtp_server_io *io);
 static void sess_auth(struct shard *sh, struct conn *c, struct smtp_server_io *io);
 static void sess_auth_answer(struct shard *sh, struct conn *c, bool ok);
@@ -464,6 +478,7 @@ static void conn_maybe_free(struct shard *sh, struct conn *c)
 		__atomic_fetch_sub(&s->open_total, 1, __ATOMIC_RELAXED);
 	}
 	c->tls = tls_conn_free(c->tls);
+	sess_tls_trim(sh, c, true);
 	if (c->ip_counted)
 		ip_release(s, &c->peer);
 	free(c->mem);
@@ -587,14 +602,14 @@ static void sess_body(struct shard *sh, struct conn *c, const struct smtp_server
 		if (io->body[i].ptr >= lo && io->body[i].ptr < hi)
 			uses_bid = true;
 	}
-	/* Under TLS the slices are in the session's plaintext buffer, which
-	 * is not refilled until the store is done with them. */
-	uint64_t tag = c->tls != NULL ? SHARD_TAG_TLS : uses_bid ? bid : NO_BID;
+	/* Under TLS the slices are in the session's current plaintext
+	 * buffer, which is not refilled until the store is done with them. */
+	uint64_t tag = c->tls != NULL ? SHARD_TAG_TLS | c->tls_cur : uses_bid ? bid : NO_BID;
 	int rc = sh->srv->cfg.store->append(sh->store, c->tx, iov, (int)io->nbody, tag);
 	if (rc == RM_AGAIN) {
 		c->inflight++;
-		if (tag == SHARD_TAG_TLS)
-			c->tls_appends++;
+		if (c->tls != NULL)
+			c->tls_appends[c->tls_cur]++;
 		else if (uses_bid)
 			sh->buf_ref[bid]++;
 	} else if (rc != RM_OK) {
@@ -737,14 +752,14 @@ static void sess_pump(struct shard *sh, struct conn *c)
 static void store_appended(void *ctx, uint64_t token, uint64_t tag)
 {
 	struct shard *sh = ctx;
-	if (tag != NO_BID && tag != SHARD_TAG_TLS)
+	if (tag != NO_BID && !(tag & SHARD_TAG_TLS))
 		buf_unref(sh, (uint16_t)tag);
 	struct conn *c = sess_by_token(sh, token);
 	if (c == NULL)
 		return;
 	c->inflight--;
-	if (tag == SHARD_TAG_TLS && --c->tls_appends == 0 && c->state == C_OPEN)
-		sess_pump(sh, c); /* the plaintext buffer may be refilled */
+	if (tag & SHARD_TAG_TLS)
+		sess_tls_appended(sh, c, (unsigned)(tag & SHARD_TAG_TLS_BUF));
 	conn_maybe_free(sh, c);
 }
 
@@ -884,6 +899,85 @@ static void sess_tls_fail(struct shard *sh, struct conn *c, int rc)
 	}
 }
 
+/* sess_tls_pool_put - a plaintext buffer back to the shard's pool */
+static void sess_tls_pool_put(struct shard *sh, char *p)
+{
+	if (sh->tls_npool < SHARD_TLS_POOL)
+		sh->tls_pool[sh->tls_npool++] = p;
+	else
+		free(p);
+}
+
+/* sess_tls_trim - give back c's plaintext buffers no append reads, but
+ * the one holding unfed plaintext; all: every buffer (the slot is freed,
+ * nothing reads them any more) */
+static void sess_tls_trim(struct shard *sh, struct conn *c, bool all)
+{
+	for (unsigned i = 0; i < SHARD_TLS_BUFS; i++) {
+		if (c->tls_buf[i] == NULL || (!all && c->tls_appends[i] != 0) ||
+		    (!all && i == c->tls_cur && c->plain.len != 0))
+			continue;
+		sess_tls_pool_put(sh, c->tls_buf[i]);
+		c->tls_buf[i] = NULL;
+		c->tls_appends[i] = 0;
+	}
+}
+
+/* sess_tls_buf - a plaintext buffer of c that no append reads, made
+ * current: the current one when free, else another (from the pool, or
+ * allocated); NULL when all are being written (or out of memory) */
+static char *sess_tls_buf(struct shard *sh, struct conn *c)
+{
+	unsigned pick = SHARD_TLS_BUFS;
+
+	for (unsigned k = 0; k < SHARD_TLS_BUFS; k++) {
+		unsigned i = (c->tls_cur + k) % SHARD_TLS_BUFS;
+		if (c->tls_appends[i] != 0)
+			continue;
+		if (c->tls_buf[i] != NULL) {
+			pick = i;
+			break;
+		}
+		if (pick == SHARD_TLS_BUFS)
+			pick = i; /* empty: used if no allocated one is free */
+	}
+	if (pick == SHARD_TLS_BUFS)
+		return NULL;
+	if (c->tls_buf[pick] == NULL) {
+		c->tls_buf[pick] = sh->tls_npool ? sh->tls_pool[--sh->tls_npool] : malloc(TLS_PLAIN_SIZE);
+		if (c->tls_buf[pick] == NULL)
+			return NULL;
+	}
+	c->tls_cur = (uint8_t)pick;
+	return c->tls_buf[pick];
+}
+
+/* sess_tls_appended - an append from c's plaintext buffer i was written:
+ * when it was the last, the buffer is free and feeding may go on */
+static void sess_tls_appended(struct shard *sh, struct conn *c, unsigned i)
+{
+	if (i >= SHARD_TLS_BUFS || c->tls_appends[i] == 0)
+		return;
+	if (--c->tls_appends[i] == 0 && c->state == C_OPEN && c->tls != NULL)
+		sess_pump(sh, c); /* decrypts into it, or gives it back */
+}
+
+/* sess_tls_read - decrypt the next record into a free plaintext buffer:
+ * RM_AGAIN also when every buffer is still being written (*busy) */
+static int sess_tls_read(struct shard *sh, struct conn *c, bool *busy)
+{
+	char *p = sess_tls_buf(sh, c);
+
+	*busy = p == NULL;
+	if (p == NULL) {
+		for (unsigned i = 0; i < SHARD_TLS_BUFS; i++)
+			if (c->tls_appends[i] != 0)
+				return RM_AGAIN; /* an append's completion pumps again */
+		return RM_ENOMEM;
+	}
+	return tls_conn_read_to(c->tls, p, TLS_PLAIN_SIZE, &c->plain);
+}
+
 /* sess_tls_feed - the TLS twin of sess_pump's loop: handshake, then
  * decrypt queued ciphertext one receive buffer at a time and feed the
  * plaintext to the engine */
@@ -893,12 +987,17 @@ static void sess_tls_feed(struct shard *sh, struct conn *c, struct smtp_server_i
 	       !c->auth_wait && c->tls_phase != TLS_CLEAR_OUT) {
 		if (c->plain.len == 0) {
 			int rc;
+			bool busy = false;
 			if (c->tls_phase != TLS_UP)
 				rc = tls_conn_handshake(c->tls);
-			else if (c->tls_appends)
-				break; /* the store still reads the plaintext buffer */
 			else
-				rc = tls_conn_read(c->tls, &c->plain);
+				rc = sess_tls_read(sh, c, &busy);
+			if (busy && rc == RM_AGAIN)
+				break; /* the store still reads every plaintext buffer */
+			if (rc == RM_ENOMEM) {
+				conn_close_start(sh, c, "tls: out of memory");
+				return;
+			}
 			if (rc == RM_AGAIN) {
 				if (c->qhead == NO_BID)
 					break;
@@ -929,6 +1028,7 @@ static void sess_tls_feed(struct shard *sh, struct conn *c, struct smtp_server_i
 		if (ev == SMTP_EV_NONE && used == 0 && c->plain.len)
 			break; /* the engine takes nothing more now */
 	}
+	sess_tls_trim(sh, c, false);
 }
 
 /* sess_out - what c's next send carries: its replies, or under TLS the
@@ -1612,8 +1712,12 @@ static void shard_teardown(struct shard *sh)
 		free(c->mem);
 		c->state = C_FREE;
 	}
-	for (uint32_t i = 0; sh->conns && i < sh->nconns; i++)
+	for (uint32_t i = 0; sh->conns && i < sh->nconns; i++) {
 		sh->conns[i].tls = tls_conn_free(sh->conns[i].tls);
+		sess_tls_trim(sh, &sh->conns[i], true);
+	}
+	while (sh->tls_npool)
+		free(sh->tls_pool[--sh->tls_npool]);
 	tls_slot_cache_fini(&sh->tls_cache);
 	if (sh->ring.ring_fd > 0) {
 		ring_bufs_fini(&sh->bufs, &sh->ring);

@@ -5,7 +5,9 @@
  * reads it, wbio holds what the library wrote until the host takes it into
  * the connection's send buffer. The host pushes one receive buffer at a
  * time and reads plaintext before pushing more, so rbio stays around one
- * buffer's size.
+ * buffer's size. The plaintext buffer of tls_conn_read is allocated on
+ * its first use: a host that decrypts into its own buffers
+ * (tls_conn_read_to) does not pay for it in every session.
  *
  * Invariants: a tls_conn is used by one thread; ERR_clear_error before each
  * library call, so an error seen is this call's. A context's refcount is
@@ -45,7 +47,7 @@ struct tls_conn {
 	SSL *ssl;
 	BIO *rbio, *wbio; /* owned by ssl */
 	size_t out_len;
-	char plain[TLS_PLAIN_SIZE];
+	char *plain; /* TLS_PLAIN_SIZE, on tls_conn_read's first call */
 	char out[TLS_OUT_SIZE];
 };
 
@@ -255,6 +257,7 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, const char *host)
 		return NULL;
 	ERR_clear_error();
 	t->out_len = 0;
+	t->plain = NULL;
 	t->ssl = SSL_new(ctx->ssl);
 	t->rbio = BIO_new(BIO_s_mem());
 	t->wbio = BIO_new(BIO_s_mem());
@@ -289,6 +292,7 @@ struct tls_conn *tls_conn_free(struct tls_conn *t)
 		return NULL;
 	SSL_free(t->ssl); /* frees both BIOs */
 	tls_ctx_unref(t->ctx);
+	free(t->plain);
 	free(t);
 	ERR_clear_error();
 	return NULL;
@@ -334,17 +338,27 @@ int tls_conn_handshake(struct tls_conn *t)
 	return st == RM_EIO ? RM_EPROTO : st;
 }
 
-/* tls_conn_read - decrypt what has arrived into the plaintext buffer */
-int tls_conn_read(struct tls_conn *t, struct slice *plain)
+/* tls_conn_read_to - decrypt what has arrived into dst */
+int tls_conn_read_to(struct tls_conn *t, char *dst, size_t cap, struct slice *plain)
 {
+	*plain = SLICE_NULL;
 	ERR_clear_error();
-	int r = SSL_read(t->ssl, t->plain, (int)sizeof t->plain);
+	int r = SSL_read(t->ssl, dst, cap > INT32_MAX ? INT32_MAX : (int)cap);
 	if (r > 0) {
-		*plain = slice_make(t->plain, (size_t)r);
+		*plain = slice_make(dst, (size_t)r);
 		return RM_OK;
 	}
-	*plain = SLICE_NULL;
 	return tls_conn_status(t, r);
+}
+
+/* tls_conn_read - decrypt what has arrived into the connection's buffer */
+int tls_conn_read(struct tls_conn *t, struct slice *plain)
+{
+	if (t->plain == NULL && (t->plain = malloc(TLS_PLAIN_SIZE)) == NULL) {
+		*plain = SLICE_NULL;
+		return RM_ENOMEM;
+	}
+	return tls_conn_read_to(t, t->plain, TLS_PLAIN_SIZE, plain);
 }
 
 /* tls_conn_write - encrypt p[0..n) into wbio */

@@ -8,7 +8,9 @@
  *   tls_conn_handshake() until RM_OK (RM_AGAIN: push more input and send
  *     what tls_conn_out() holds)
  *   tls_conn_read() -> plaintext in the connection's own buffer (a slice
- *     that stays valid until tls_conn_read is called again)
+ *     that stays valid until tls_conn_read is called again), or
+ *     tls_conn_read_to() -> plaintext in a buffer the host gives, so it can
+ *     decrypt the next record while a store write still reads the last
  *   tls_conn_write(replies) -> ciphertext, then tls_conn_out() / _sent()
  * Nothing blocks and nothing touches a file descriptor.
  *
@@ -101,6 +103,11 @@ RM_MUST_USE int tls_conn_handshake(struct tls_conn *t);
  * the next tls_conn_read; callers that keep slices of it (a spool append
  * in flight) wait before reading again. */
 RM_MUST_USE int tls_conn_read(struct tls_conn *t, struct slice *plain);
+
+/* tls_conn_read_to - tls_conn_read into dst[0..cap) (cap TLS_PLAIN_SIZE
+ * holds any record) instead of the connection's buffer, which is then
+ * never allocated; *plain points into dst */
+RM_MUST_USE int tls_conn_read_to(struct tls_conn *t, char *dst, size_t cap, struct slice *plain);
 
 /* tls_conn_write - encrypt p[0..n) (all of it) into the pending output */
 RM_MUST_USE int tls_conn_write(struct tls_conn *t, const char *p, size_t n);
