@@ -6,6 +6,9 @@
  * caller's receive buffer (a tls_conn_read slice stays valid until the
  * next read, so "pending" is a slice into it, never a copy).
  *
+ * Sessions are resumed per next hop name (tls_conn_resume): after the
+ * first connection to a hop, the next ones skip the certificate exchange.
+ *
  * Invariants: pending is non-empty only between decrypt calls; nothing is
  * read from the tls_conn while pending holds bytes.
  * Threads: see the header.
@@ -97,6 +100,8 @@ struct outbound_tls *outbound_tls_new(const struct outbound_tls_cfg *cfg, const 
 		free(t);
 		return NULL;
 	}
+	if (host != NULL && host[0])
+		tls_conn_resume(t->conn, host); /* a hop seen before: resumed */
 	return t;
 }
 

@@ -1,4 +1,6 @@
-/* tls.c - TLS over memory BIOs (BoringSSL).
+/* tls.c - TLS over memory BIOs (BoringSSL, or OpenSSL 3 when built with
+ * -DRINGMTA_TLS_LIB=openssl: the calls used here are common to both but
+ * for the cipher list, marked where it differs).
  *
  * Every SSL_* and BIO_* call of the program is here. A connection owns two
  * memory BIOs: rbio holds ciphertext pushed by the host until the library
@@ -36,16 +38,29 @@
 		      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"  \
 		      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
+#define TLS_RESUME_SLOTS 64 /* sessions a client context keeps, by hop */
+#define TLS_RESUME_KEY 128
+
+/* One next hop's session: a direct-mapped slot, a colliding hop replaces it. */
+struct tls_resume_slot {
+	char key[TLS_RESUME_KEY];
+	SSL_SESSION *sess;
+};
+
 struct tls_ctx {
 	SSL_CTX *ssl;
 	unsigned refs; /* atomic */
 	bool client;
+	pthread_mutex_t resume_lock; /* client: guards resume[] (per connection and
+				      * per ticket, never per message) */
+	struct tls_resume_slot *resume;
 };
 
 struct tls_conn {
 	struct tls_ctx *ctx;
 	SSL *ssl;
 	BIO *rbio, *wbio; /* owned by ssl */
+	char key[TLS_RESUME_KEY]; /* client: the hop its tickets are kept for */
 	size_t out_len;
 	char *plain; /* TLS_PLAIN_SIZE, on tls_conn_read's first call */
 	char out[TLS_OUT_SIZE];
@@ -74,7 +89,56 @@ static struct tls_ctx *tls_ctx_wrap(SSL_CTX *ssl, bool client, char *err, size_t
 	c->ssl = ssl;
 	c->refs = 1;
 	c->client = client;
+	if (client) {
+		c->resume = calloc(TLS_RESUME_SLOTS, sizeof *c->resume);
+		if (c->resume == NULL) {
+			SSL_CTX_free(ssl);
+			free(c);
+			snprintf(err, errlen, "tls: out of memory");
+			return NULL;
+		}
+		pthread_mutex_init(&c->resume_lock, NULL);
+	}
 	return c;
+}
+
+/* tls_resume_slot - the slot of key in c's session cache (FNV-1a) */
+static struct tls_resume_slot *tls_resume_slot(struct tls_ctx *c, const char *key)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return &c->resume[h % TLS_RESUME_SLOTS];
+}
+
+/* tls_resume_new - the library has a new session (a ticket) for a client
+ * connection: keep it under the connection's hop; 1 = the reference is
+ * taken */
+static int tls_resume_new(SSL *ssl, SSL_SESSION *sess)
+{
+	struct tls_conn *t = SSL_get_app_data(ssl);
+	if (t == NULL || t->key[0] == '\0')
+		return 0;
+	struct tls_ctx *c = t->ctx;
+	struct tls_resume_slot *r = tls_resume_slot(c, t->key);
+	pthread_mutex_lock(&c->resume_lock);
+	SSL_SESSION *old = r->sess;
+	r->sess = sess;
+	memcpy(r->key, t->key, sizeof r->key);
+	pthread_mutex_unlock(&c->resume_lock);
+	SSL_SESSION_free(old);
+	return 1;
+}
+
+/* tls_ctx_ciphers - the TLS 1.2 suites, every name known to the library
+ * (TLS 1.3's suites are the library's defaults: all AEAD, all PFS) */
+static int tls_ctx_ciphers(SSL_CTX *ssl)
+{
+#ifdef RINGMTA_TLS_OPENSSL
+	return SSL_CTX_set_cipher_list(ssl, TLS_CIPHERS12);
+#else
+	return SSL_CTX_set_strict_cipher_list(ssl, TLS_CIPHERS12);
+#endif
 }
 
 /* tls_ctx_policy - the protocol and cipher policy both roles share */
@@ -82,7 +146,7 @@ static int tls_ctx_policy(SSL_CTX *ssl)
 {
 	if (!SSL_CTX_set_min_proto_version(ssl, TLS1_2_VERSION) ||
 	    !SSL_CTX_set_max_proto_version(ssl, TLS1_3_VERSION) ||
-	    !SSL_CTX_set_strict_cipher_list(ssl, TLS_CIPHERS12))
+	    !tls_ctx_ciphers(ssl))
 		return RM_EINVAL;
 	return RM_OK;
 }
@@ -147,6 +211,10 @@ struct tls_ctx *tls_ctx_client_new(bool verify, const char *ca_file, char *err, 
 	} else {
 		SSL_CTX_set_verify(ssl, SSL_VERIFY_NONE, NULL);
 	}
+	/* Resumption toward next hops: the library hands each new session to
+	 * tls_resume_new, which keeps it per hop (tls_conn_resume). */
+	SSL_CTX_set_session_cache_mode(ssl, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL);
+	SSL_CTX_sess_set_new_cb(ssl, tls_resume_new);
 	return tls_ctx_wrap(ssl, true, err, errlen);
 }
 
@@ -162,6 +230,12 @@ struct tls_ctx *tls_ctx_ref(struct tls_ctx *c)
 struct tls_ctx *tls_ctx_unref(struct tls_ctx *c)
 {
 	if (c != NULL && __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		if (c->resume != NULL) {
+			for (unsigned i = 0; i < TLS_RESUME_SLOTS; i++)
+				SSL_SESSION_free(c->resume[i].sess);
+			free(c->resume);
+			pthread_mutex_destroy(&c->resume_lock);
+		}
 		SSL_CTX_free(c->ssl);
 		free(c);
 	}
@@ -258,6 +332,7 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, const char *host)
 	ERR_clear_error();
 	t->out_len = 0;
 	t->plain = NULL;
+	t->key[0] = '\0';
 	t->ssl = SSL_new(ctx->ssl);
 	t->rbio = BIO_new(BIO_s_mem());
 	t->wbio = BIO_new(BIO_s_mem());
@@ -266,6 +341,7 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, const char *host)
 	BIO_set_mem_eof_return(t->rbio, -1); /* empty means "more later" */
 	BIO_set_mem_eof_return(t->wbio, -1);
 	SSL_set_bio(t->ssl, t->rbio, t->wbio);
+	SSL_set_app_data(t->ssl, t);
 	if (ctx->client) {
 		SSL_set_connect_state(t->ssl);
 		if (host != NULL && tls_host_setup(t->ssl, host) != RM_OK)
@@ -283,6 +359,34 @@ fail_ssl:
 	ERR_clear_error();
 	free(t);
 	return NULL;
+}
+
+/* tls_conn_resume - resume key's session, and keep new ones under key */
+void tls_conn_resume(struct tls_conn *t, const char *key)
+{
+	struct tls_ctx *c = t->ctx;
+	size_t n = strlen(key);
+
+	if (!c->client || c->resume == NULL || n == 0 || n >= sizeof t->key)
+		return;
+	memcpy(t->key, key, n + 1);
+	struct tls_resume_slot *r = tls_resume_slot(c, key);
+	SSL_SESSION *sess = NULL;
+	pthread_mutex_lock(&c->resume_lock);
+	if (r->sess != NULL && strcmp(r->key, key) == 0) {
+		sess = r->sess;
+		if (SSL_SESSION_get_protocol_version(sess) >= TLS1_3_VERSION)
+			r->sess = NULL; /* a 1.3 ticket is used once */
+		else
+			SSL_SESSION_up_ref(sess);
+	}
+	pthread_mutex_unlock(&c->resume_lock);
+	if (sess == NULL)
+		return;
+	ERR_clear_error();
+	(void)SSL_set_session(t->ssl, sess); /* takes its own reference */
+	SSL_SESSION_free(sess);
+	ERR_clear_error();
 }
 
 /* tls_conn_free - free the connection and its context reference */

@@ -18,6 +18,10 @@
  * swaps it atomically on reload (SIGHUP): new connections take the new
  * context, open ones keep a reference to the one they started with.
  *
+ * A client context keeps the last sessions it was given per next hop
+ * (tls_conn_resume), so a new connection to a hop seen before is a resumed
+ * handshake: no certificate chain sent and checked again.
+ *
  * Threads: a tls_ctx may be used by every shard at once; a tls_conn belongs
  * to one shard. tls_slot_load may be called from any thread; readers that
  * cache (tls_slot_get) take a lock only when the generation changed.
@@ -86,6 +90,14 @@ void tls_slot_cache_fini(struct tls_slot_cache *c);
  * the certificate (an IP literal: no SNI, matched against the
  * certificate's IP addresses); servers pass NULL. NULL when out of memory. */
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx, const char *host);
+
+/* tls_conn_resume - a client connection resumes a session the context
+ * keeps for key (its next hop: the host name a verifying context checks
+ * is part of it) when it has one, and stores the tickets the server sends
+ * under key. A TLS 1.3 session is taken out of the cache when used (RFC
+ * 8446 §C.4: a ticket once); a TLS 1.2 one stays. Call before the first
+ * tls_conn_handshake; no-op for a server or a key that does not fit. */
+void tls_conn_resume(struct tls_conn *t, const char *key);
 
 /* tls_conn_free - free; returns NULL */
 struct tls_conn *tls_conn_free(struct tls_conn *t);
