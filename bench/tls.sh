@@ -11,14 +11,21 @@
 #     ringmta-sink (one thread), plain and --starttls.
 #
 # Usage: bash bench/tls.sh BUILD_DIR [REPS] [MESSAGES]   (run as root)
-# Prints one line per figure and repetition. Ports 27101..27105.
+# Prints one line per figure and repetition. Ports: free ones, probed at start.
 set -eu
 build=$1
 reps=${2:-3}
 msgs=${3:-20000}
 spool=/var/tmp/ringmta-bench-tls-spool
 tmp=$(mktemp -d)
-port=27101 tport=27102 mport=27103 sport=27104 dead=27105
+# free_ports N - N distinct loopback ports nothing listens on right now
+free_ports() {
+	/usr/bin/python3 -c 'import socket, sys
+ss = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))' "$1"
+}
+read -r port tport mport sport dead <<<"$(free_ports 5)"
 secs=5
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
