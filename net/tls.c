@@ -38,13 +38,17 @@
 		      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"  \
 		      "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
-#define TLS_RESUME_SLOTS 64 /* sessions a client context keeps, by hop */
+#define TLS_RESUME_SLOTS 64 /* next hops a client context keeps sessions for */
+#define TLS_RESUME_PER_HOP 4 /* sessions kept per hop: TLS 1.3 tickets are used
+			      * once, and connections to a hop open together */
 #define TLS_RESUME_KEY 128
 
-/* One next hop's session: a direct-mapped slot, a colliding hop replaces it. */
+/* One next hop's sessions, oldest first: a direct-mapped slot, a
+ * colliding hop replaces them. */
 struct tls_resume_slot {
 	char key[TLS_RESUME_KEY];
-	SSL_SESSION *sess;
+	SSL_SESSION *sess[TLS_RESUME_PER_HOP];
+	unsigned n;
 };
 
 struct tls_ctx {
@@ -121,12 +125,21 @@ static int tls_resume_new(SSL *ssl, SSL_SESSION *sess)
 		return 0;
 	struct tls_ctx *c = t->ctx;
 	struct tls_resume_slot *r = tls_resume_slot(c, t->key);
+	SSL_SESSION *old[TLS_RESUME_PER_HOP];
+	unsigned nold = 0;
 	pthread_mutex_lock(&c->resume_lock);
-	SSL_SESSION *old = r->sess;
-	r->sess = sess;
-	memcpy(r->key, t->key, sizeof r->key);
+	if (strcmp(r->key, t->key) != 0) {
+		while (r->n > 0)
+			old[nold++] = r->sess[--r->n]; /* another hop's */
+		memcpy(r->key, t->key, sizeof r->key);
+	} else if (r->n == TLS_RESUME_PER_HOP) {
+		old[nold++] = r->sess[0]; /* the oldest goes */
+		memmove(r->sess, r->sess + 1, sizeof r->sess[0] * --r->n);
+	}
+	r->sess[r->n++] = sess;
 	pthread_mutex_unlock(&c->resume_lock);
-	SSL_SESSION_free(old);
+	while (nold > 0)
+		SSL_SESSION_free(old[--nold]);
 	return 1;
 }
 
@@ -232,7 +245,8 @@ struct tls_ctx *tls_ctx_unref(struct tls_ctx *c)
 	if (c != NULL && __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) {
 		if (c->resume != NULL) {
 			for (unsigned i = 0; i < TLS_RESUME_SLOTS; i++)
-				SSL_SESSION_free(c->resume[i].sess);
+				while (c->resume[i].n > 0)
+					SSL_SESSION_free(c->resume[i].sess[--c->resume[i].n]);
 			free(c->resume);
 			pthread_mutex_destroy(&c->resume_lock);
 		}
@@ -373,10 +387,10 @@ void tls_conn_resume(struct tls_conn *t, const char *key)
 	struct tls_resume_slot *r = tls_resume_slot(c, key);
 	SSL_SESSION *sess = NULL;
 	pthread_mutex_lock(&c->resume_lock);
-	if (r->sess != NULL && strcmp(r->key, key) == 0) {
-		sess = r->sess;
+	if (r->n > 0 && strcmp(r->key, key) == 0) {
+		sess = r->sess[r->n - 1]; /* the newest */
 		if (SSL_SESSION_get_protocol_version(sess) >= TLS1_3_VERSION)
-			r->sess = NULL; /* a 1.3 ticket is used once */
+			r->n--; /* a 1.3 ticket is used once */
 		else
 			SSL_SESSION_up_ref(sess);
 	}
