@@ -59,6 +59,7 @@
 #define SHARD_QUEUE_PAUSE 4     /* queued buffers before recv is paused */
 #define SHARD_BODY_SLICES 64
 #define SHARD_WAIT_MAX_MS 250
+#define SHARD_DELIVER_IDLE_MS 10 /* delivery's turn when nothing woke it */
 #define SHARD_SESS_HDR 16       /* slot index stored before the engine */
 #define SHARD_TLS_BUFS 4        /* plaintext buffers a TLS session may hold */
 #define SHARD_TLS_POOL 256      /* idle plaintext buffers a shard keeps */
@@ -152,6 +153,8 @@ struct shard {
 	int64_t now;
 	void *store;
 	void *deliver;          /* the delivery module, or NULL */
+	bool deliver_due;       /* a delivery completion or hand-off came */
+	int64_t deliver_last;   /* when delivery last had its turn */
 	struct smtp_server_cfg ecfg;
 	size_t eng_size;
 	struct slice body[SHARD_BODY_SLICES];
@@ -761,6 +764,17 @@ static void store_appended(void *ctx, uint64_t token, uint64_t tag)
 	if (tag & SHARD_TAG_TLS)
 		sess_tls_appended(sh, c, (unsigned)(tag & SHARD_TAG_TLS_BUF));
 	conn_maybe_free(sh, c);
+}
+
+/* store_queued - the store hands a durable message to delivery, which
+ * gets its turn at this loop boundary */
+static void store_queued(void *ctx, const struct store_spool_ref *ref, const char *id,
+			 const struct spool_msg *recovered)
+{
+	struct shard *sh = ctx;
+
+	sh->deliver_due = true;
+	sh->srv->cfg.deliver->queued(sh->deliver, ref, id, recovered);
 }
 
 /* store_committed - the store's verdict on a commit: answer the client */
@@ -1433,6 +1447,7 @@ static void on_cqe(struct shard *sh, const struct io_uring_cqe *cqe)
 	if (op == NET_DELIVER_UD_OP) {
 		if (sh->deliver != NULL)
 			sh->srv->cfg.deliver->complete(sh->deliver, (uint32_t)ud, cqe->res, cqe->flags);
+		sh->deliver_due = true;
 		return;
 	}
 	if (op == OP_AUTH_WAKE) {
@@ -1554,6 +1569,16 @@ static void publish(struct shard *sh)
 	__atomic_store_n(&sh->st.buffers_free, sh->bufs.nfree, __ATOMIC_RELAXED);
 }
 
+/* deliver_turn_due - whether delivery gets this loop boundary's turn: when
+ * one of its operations completed or the store handed it a message, else
+ * every SHARD_DELIVER_IDLE_MS for its clocks (retries, timeouts, DNS, the
+ * control inbox, load sharing). A receive-only turn then skips its scan of
+ * every outbound slot (the largest user-space cost of a durable message). */
+static bool deliver_turn_due(const struct shard *sh)
+{
+	return sh->deliver_due || sh->now - sh->deliver_last >= SHARD_DELIVER_IDLE_MS;
+}
+
 /* shard_loop - the event loop: completions, then the loop boundary */
 static void shard_loop(struct shard *sh)
 {
@@ -1595,8 +1620,11 @@ static void shard_loop(struct shard *sh)
 		/* The loop boundary (STYLE.md 9): the store's group commit, then
 		 * the replies it made possible, then re-arming. Delivery runs
 		 * first so its journal records join the group commit. */
-		if (sh->deliver != NULL && !stopping)
+		if (sh->deliver != NULL && !stopping && deliver_turn_due(sh)) {
+			sh->deliver_due = false;
+			sh->deliver_last = sh->now;
 			sh->srv->cfg.deliver->turn(sh->deliver, sh->now);
+		}
 		sh->srv->cfg.store->turn_end(sh->store);
 		flush_all(sh);
 		starved_rearm(sh);
@@ -1663,8 +1691,9 @@ static int shard_setup(struct shard *sh)
 			snprintf(sh->err, sizeof sh->err, "shard %u: delivery failed to start", sh->idx);
 			return RM_EIO;
 		}
-		env.queued = s->cfg.deliver->queued;
-		env.qctx = sh->deliver;
+		env.queued = store_queued;
+		env.qctx = sh;
+		sh->deliver_due = true;
 	}
 	if (s->cfg.auth != NULL) {
 		if (auth_inbox_init(&sh->auth_in) != RM_OK) {
