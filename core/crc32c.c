@@ -1,7 +1,12 @@
 /* crc32c.c - CRC32C by the SSE4.2 instruction or slice-by-8 tables.
  *
- * Pure; any thread. The choice between the two is made by the loader
+ * Pure; any thread. The choice between them is made by the loader
  * (GNU ifunc) with CPUID, which is inline assembly and pulls in no symbol.
+ * With PCLMULQDQ too, long inputs run as three interleaved streams: the
+ * crc32 instruction has a latency of three cycles and a throughput of one,
+ * so one dependent chain uses a third of it. The three partial CRCs are
+ * joined by a carry-less multiply with a constant x^(8L-33) mod P (bit
+ * reflected), which advances a CRC over L zero bytes.
  * The resolver runs before a sanitizer runtime is initialised, so sanitizer
  * and fuzzing builds use the tables instead.
  */
@@ -11,6 +16,7 @@
 
 #if defined(__x86_64__)
 #include <cpuid.h>
+#include <immintrin.h>
 #define CRC32C_HAVE_X86 1
 #endif
 
@@ -81,26 +87,92 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, con
 	return ~(uint32_t)c;
 }
 
-/* crc32c_cpu_has_sse42 - CPUID leaf 1, ECX bit 20 */
-static int crc32c_cpu_has_sse42(void)
+/* Stream lengths of the interleaved path and their joining constants
+ * x^(8L-33) mod P, bit reflected (checked by tests/unit/core/test_crc32c.c
+ * against the tables). */
+#define CRC32C_LONG 1024
+#define CRC32C_K_LONG 0x170076fau
+#define CRC32C_SHORT 128
+#define CRC32C_K_SHORT 0x0d3b6092u
+
+/* crc32c_shift - crc state c advanced over the L zero bytes k stands for */
+__attribute__((target("sse4.2,pclmul"))) static inline uint64_t crc32c_shift(uint64_t c, uint32_t k)
+{
+	__m128i m = _mm_clmulepi64_si128(_mm_set_epi64x(0, (long long)(uint32_t)c),
+					 _mm_set_epi64x(0, (long long)k), 0);
+	return __builtin_ia32_crc32di(0, (uint64_t)_mm_cvtsi128_si64(m));
+}
+
+/* crc32c_3way - state c over 3 * len bytes at b (len a multiple of 8) as
+ * three independent streams, joined */
+__attribute__((target("sse4.2,pclmul"))) static inline uint64_t crc32c_3way(uint64_t c,
+									   const unsigned char *b,
+									   size_t len, uint32_t k)
+{
+	uint64_t c1 = 0, c2 = 0;
+
+	for (size_t i = 0; i < len; i += 8) {
+		c = __builtin_ia32_crc32di(c, crc32c_load64(b + i));
+		c1 = __builtin_ia32_crc32di(c1, crc32c_load64(b + len + i));
+		c2 = __builtin_ia32_crc32di(c2, crc32c_load64(b + 2 * len + i));
+	}
+	c = crc32c_shift(c, k) ^ c1;
+	return crc32c_shift(c, k) ^ c2;
+}
+
+/* crc32c_clmul - three streams while the input is long, then one */
+__attribute__((target("sse4.2,pclmul"))) static uint32_t crc32c_clmul(uint32_t crc, const void *p,
+								      size_t n)
+{
+	const unsigned char *b = p;
+	size_t head = (size_t)(-(uintptr_t)b & 7) < n ? (size_t)(-(uintptr_t)b & 7) : n;
+	uint64_t c = (uint32_t)~crc32c_sse42(crc, b, head); /* to an 8-byte boundary */
+
+	b += head;
+	n -= head;
+	for (; n >= 3 * CRC32C_LONG; b += 3 * CRC32C_LONG, n -= 3 * CRC32C_LONG)
+		c = crc32c_3way(c, b, CRC32C_LONG, CRC32C_K_LONG);
+	for (; n >= 3 * CRC32C_SHORT; b += 3 * CRC32C_SHORT, n -= 3 * CRC32C_SHORT)
+		c = crc32c_3way(c, b, CRC32C_SHORT, CRC32C_K_SHORT);
+	return crc32c_sse42(~(uint32_t)c, b, n);
+}
+
+/* crc32c_cpu_ecx - CPUID leaf 1's ECX feature bits, 0 when unknown */
+static unsigned crc32c_cpu_ecx(void)
 {
 	unsigned a = 0, b = 0, c = 0, d = 0;
 	if (!__get_cpuid(1, &a, &b, &c, &d))
 		return 0;
-	return (c & bit_SSE4_2) != 0;
+	return c;
 }
 
-/* crc32c_hw - the SSE4.2 version, or NULL when the CPU lacks it */
+/* crc32c_pick - the best instruction path, or NULL when the CPU has none */
+static crc32c_fn crc32c_pick(void)
+{
+	unsigned ecx = crc32c_cpu_ecx();
+
+	if (!(ecx & bit_SSE4_2))
+		return NULL;
+	return (ecx & bit_PCLMUL) ? crc32c_clmul : crc32c_sse42;
+}
+
+/* crc32c_hw - the instruction version, or NULL when the CPU lacks it */
 crc32c_fn crc32c_hw(void)
 {
-	return crc32c_cpu_has_sse42() ? crc32c_sse42 : NULL;
+	return crc32c_pick();
 }
 
-#if defined(__SSE4_2__)
-/* crc32c_extend - the build targets SSE4.2: no choice to make */
+/* crc32c_hw1 - the one-stream instruction version, or NULL */
+crc32c_fn crc32c_hw1(void)
+{
+	return (crc32c_cpu_ecx() & bit_SSE4_2) ? crc32c_sse42 : NULL;
+}
+
+#if defined(__SSE4_2__) && defined(__PCLMUL__)
+/* crc32c_extend - the build targets both instructions: no choice to make */
 uint32_t crc32c_extend(uint32_t crc, const void *p, size_t n)
 {
-	return crc32c_sse42(crc, p, n);
+	return crc32c_clmul(crc, p, n);
 }
 #elif CRC32C_INSTRUMENTED
 /* crc32c_extend - sanitizer and fuzzing builds: an ifunc resolver would run
@@ -114,7 +186,8 @@ uint32_t crc32c_extend(uint32_t crc, const void *p, size_t n)
 /* crc32c_resolve - the loader's pick for crc32c_extend */
 __attribute__((used)) static crc32c_fn crc32c_resolve(void)
 {
-	return crc32c_cpu_has_sse42() ? crc32c_sse42 : crc32c_sw;
+	crc32c_fn f = crc32c_pick();
+	return f != NULL ? f : crc32c_sw;
 }
 
 uint32_t crc32c_extend(uint32_t crc, const void *p, size_t n)
@@ -123,6 +196,12 @@ uint32_t crc32c_extend(uint32_t crc, const void *p, size_t n)
 #else /* !CRC32C_HAVE_X86 */
 /* crc32c_hw - no instruction on this architecture */
 crc32c_fn crc32c_hw(void)
+{
+	return NULL;
+}
+
+/* crc32c_hw1 - no instruction on this architecture */
+crc32c_fn crc32c_hw1(void)
 {
 	return NULL;
 }

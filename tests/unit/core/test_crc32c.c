@@ -72,11 +72,56 @@ static void test_paths_agree(void **st)
 	assert_int_not_equal(crc32c(buf, sizeof buf), a);
 }
 
+/* crc32c_zeros - the state c advanced over n zero bytes, bit by bit */
+static uint32_t crc32c_zeros(uint32_t c, size_t n)
+{
+	for (size_t i = 0; i < 8 * n; i++)
+		c = (c >> 1) ^ ((c & 1) ? 0x82f63b78u : 0);
+	return c;
+}
+
+/* The interleaved path: lengths around its stream boundaries (3 x 128 and
+ * 3 x 1024 bytes), every alignment, against the tables and the one-stream
+ * instruction; and its joining constants, which must advance a CRC over
+ * 128 and 1024 zero bytes. */
+static void test_interleaved(void **st)
+{
+	(void)st;
+	uint64_t seed = 0x82f6;
+	static unsigned char buf[3 * 3 * 1024 + 3 * 3 * 128 + 64];
+	crc32c_fn hw = crc32c_hw(), hw1 = crc32c_hw1();
+	static const size_t lens[] = { 383, 384, 385, 767, 768, 775, 3071, 3072, 3073, 3456, 3457,
+				      6144, 6151, 6528, 9216, 10240, 10249, sizeof buf - 8 };
+
+	for (size_t i = 0; i < sizeof buf; i++)
+		buf[i] = (unsigned char)test_rand(&seed);
+	for (size_t off = 0; off < 8; off++)
+		for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+			size_t n = lens[i];
+			struct guarded g = guard_copy(buf + off, n);
+			uint32_t s = crc32c_sw(0x1234u, g.ptr, n);
+			assert_int_equal(crc32c_extend(0x1234u, g.ptr, n), s);
+			if (hw)
+				assert_int_equal(hw(0x1234u, g.ptr, n), s);
+			if (hw1)
+				assert_int_equal(hw1(0x1234u, g.ptr, n), s);
+			guard_free(&g);
+		}
+	/* zero bytes: the state after 128 (1024) zeros is what the joining
+	 * step computes; a sum over zeros checks it end to end */
+	static unsigned char zeros[3 * 1024 + 3];
+	uint32_t want = ~crc32c_zeros(~0xdeadbeefu, sizeof zeros);
+	assert_int_equal(crc32c_sw(0xdeadbeefu, zeros, sizeof zeros), want);
+	if (hw)
+		assert_int_equal(hw(0xdeadbeefu, zeros, sizeof zeros), want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rfc3720_vectors),
 		cmocka_unit_test(test_paths_agree),
+		cmocka_unit_test(test_interleaved),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
