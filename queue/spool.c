@@ -7,7 +7,11 @@
  *  - a commit is reported durable only when, in every file it wrote to,
  *    durable >= its end and no failure lies below its end (bad_from);
  *  - a segment is pinned by every open transaction and every live message
- *    that has bytes in it, and deleted only when sealed, unpinned and idle.
+ *    that has bytes in it, and deleted only when sealed, unpinned and idle;
+ *  - a commit record made durable keeps its bytes in memory (sp_ent.crec)
+ *    until the next spool_flush or its first spool_msg_load, whichever
+ *    comes first: the delivery module loads every new message right after
+ *    it is reported, and the record need not be read back from disk.
  * Threads: one spool per shard thread. Panics on nothing; allocation
  * failures are reported as RM_ENOMEM or a failed transaction.
  */
@@ -78,6 +82,7 @@ struct spool_tx {
 	uint32_t cseg, clen, nrcpt;
 	uint64_t coff;
 	char id[MSGID_LEN + 1];
+	char *crec; /* the commit record, once written */
 	char *body; /* copy-forward: the body being rewritten */
 	struct spool_tx *clink; /* the committing list */
 	struct spool_tx *aprev, *anext; /* every transaction not yet freed */
@@ -94,6 +99,7 @@ struct sp_ent {
 	uint32_t nsegs;
 	uint32_t finish_file;
 	uint64_t finish_at;
+	char *crec;          /* its commit record's bytes, while recent */
 	bool finishing, dead;
 	uint32_t cand;            /* recovery only: its commit record */
 	bool fin;                 /* recovery only: found finished */
@@ -119,6 +125,8 @@ struct spool {
 	size_t ht_cap;
 	uint32_t *fin;
 	size_t nfin, fin_cap;
+	uint32_t *recent;         /* entries holding crec */
+	size_t nrecent, recent_cap;
 	struct spool_done *done;
 	size_t done_head, ndone, done_cap;
 	struct spool_stats st;
@@ -359,6 +367,7 @@ static void sp_tx_free(struct spool *sp, struct spool_tx *tx)
 	free(tx->ext);
 	free(tx->pins);
 	free(tx->body);
+	free(tx->crec);
 	free(tx);
 }
 
@@ -406,8 +415,21 @@ static void sp_ent_free(struct sp_ent *e)
 {
 	free(e->state);
 	free(e->segs);
+	free(e->crec);
 	e->state = NULL;
 	e->segs = NULL;
+	e->crec = NULL;
+}
+
+/* sp_recent_drop - free the commit records kept for spool_msg_load */
+static void sp_recent_drop(struct spool *sp)
+{
+	for (size_t i = 0; i < sp->nrecent; i++) {
+		struct sp_ent *e = &sp->ents[sp->recent[i]];
+		free(e->crec);
+		e->crec = NULL;
+	}
+	sp->nrecent = 0;
 }
 
 /* sp_rehash - rebuild the table, dropping dead entries when asked */
@@ -418,6 +440,8 @@ static bool sp_rehash(struct spool *sp, size_t cap, bool compact)
 
 	if (!ht)
 		return false;
+	if (compact)
+		sp_recent_drop(sp); /* entries move */
 	free(sp->ht);
 	sp->ht = ht;
 	sp->ht_cap = cap;
@@ -553,6 +577,11 @@ static int sp_tx_durable(struct spool *sp, struct spool_tx *tx)
 	e->segs = segs;
 	e->nsegs = tx->npins;
 	tx->npins = 0; /* the entry holds the pins now */
+	if (tx->crec && sp_grow((void **)&sp->recent, &sp->recent_cap, sp->nrecent, sizeof *sp->recent)) {
+		e->crec = tx->crec;
+		tx->crec = NULL;
+		sp->recent[sp->nrecent++] = (uint32_t)(e - sp->ents);
+	}
 	sp->st.live++;
 	return RM_OK;
 }
@@ -641,6 +670,9 @@ static void sp_write_done(struct spool *sp, struct sp_req *r, int64_t res)
 			tx->err = err;
 	} else if (tx && r->is_commit) {
 		tx->commit_written = true;
+		free(tx->crec);
+		tx->crec = r->own; /* kept for spool_msg_load */
+		r->own = NULL;
 		for (uint32_t i = 0; i < tx->npins; i++) {
 			struct sp_file *g = sp_file_find(sp, tx->pins[i].seg, false);
 			if (g && g->want < tx->pins[i].end)
@@ -731,6 +763,7 @@ bool spool_req_next(struct spool *sp, struct spool_req *out)
 /* spool_flush - queue one fdatasync per file with completed work waiting */
 void spool_flush(struct spool *sp)
 {
+	sp_recent_drop(sp);
 	for (struct sp_file *f = sp->files; f; f = f->next) {
 		uint64_t fr = sp_frontier(f);
 		struct sp_req *r;
@@ -1007,8 +1040,15 @@ int spool_msg_load(struct spool *sp, struct slice id, struct arena *a, struct sp
 	p = arena_alloc(a, e->len);
 	if (!f || !p)
 		return f ? RM_ENOMEM : RM_EIO;
-	if (sp_pread_all(sp, f->fd, p, e->len, e->off) != RM_OK ||
-	    spool_rec_next(p, e->len, &rec, &used) != SPOOL_SCAN_OK || rec.type != SPOOL_REC_COMMIT)
+	if (e->crec != NULL) {
+		/* just made durable: the bytes written, still in memory */
+		memcpy(p, e->crec, e->len);
+		free(e->crec);
+		e->crec = NULL;
+	} else if (sp_pread_all(sp, f->fd, p, e->len, e->off) != RM_OK) {
+		return RM_EIO;
+	}
+	if (spool_rec_next(p, e->len, &rec, &used) != SPOOL_SCAN_OK || rec.type != SPOOL_REC_COMMIT)
 		return RM_EIO;
 	return spool_rec_commit_decode(rec.payload, a, out);
 }
@@ -1130,6 +1170,7 @@ struct spool *spool_close(struct spool *sp)
 	free(sp->ents);
 	free(sp->ht);
 	free(sp->fin);
+	free(sp->recent);
 	free(sp->done);
 	free(sp);
 	return NULL;
