@@ -41,6 +41,7 @@ struct sp_file {
 	uint64_t want;      /* completed commits or journal records end here */
 	uint64_t bad_from;  /* first byte a failed write or sync left unknown */
 	bool syncing, sealed;
+	bool sync_waited;   /* the last flush let writes in flight finish */
 	struct sp_req *wq_head, *wq_tail;
 	uint32_t pins;
 	struct sp_file *next;
@@ -769,6 +770,16 @@ void spool_flush(struct spool *sp)
 		struct sp_req *r;
 		if (f->syncing || f->want <= f->durable || fr <= f->durable)
 			continue;
+		if (f->wq_head && !f->sync_waited) {
+			/* Writes of this file are in flight (those of this
+			 * turn, as a rule): the sync waits one flush for them
+			 * to join the group rather than start the next group
+			 * one fdatasync later. Once only, so a steady stream
+			 * of writes cannot hold it back. */
+			f->sync_waited = true;
+			continue;
+		}
+		f->sync_waited = false;
 		r = sp_req_get(sp);
 		if (!r)
 			return; /* the next turn will do it */

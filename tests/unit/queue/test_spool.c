@@ -176,6 +176,20 @@ static void check_body(struct spool *sp, const struct spool_env *e, const struct
 }
 
 /* collect - run and take every done event, all of which must succeed */
+/* collect_done - count the finished commits reported so far (all ok) */
+static int collect_done(struct spool *sp)
+{
+	struct spool_done d;
+	int n = 0;
+
+	while (spool_done_next(sp, &d)) {
+		assert_int_equal(d.status, 0);
+		memcpy(((struct tmsg *)d.cookie)->id, d.id, sizeof d.id);
+		n++;
+	}
+	return n;
+}
+
 static int collect(struct spool *sp, int want)
 {
 	struct spool_done d;
@@ -251,6 +265,77 @@ static void test_load_recent_from_memory(void **st)
 	spool_flush(fx.sp);                      /* the turn ends */
 	assert_true(load_check(&fx, &m[2]) > 0);
 	for (int i = 0; i < 3; i++)
+		free(m[i].body);
+	fx_teardown(&fx);
+}
+
+/* take_requests - move the queued requests into q[] (not executed) */
+static int take_requests(struct spool *sp, struct spool_req *q, int cap, int *nsync)
+{
+	int n = 0;
+
+	*nsync = 0;
+	while (n < cap && spool_req_next(sp, &q[n]))
+		*nsync += q[n++].op == SPOOL_OP_SYNC;
+	return n;
+}
+
+/* A flush that finds writes of the file still in flight lets them join
+ * the group: the sync waits for one flush, never two. */
+static void test_sync_waits_for_writes_once(void **st)
+{
+	(void)st;
+	struct fixture fx;
+	struct tmsg m[4];
+	uint64_t seed = 11;
+	struct spool_recovery rec;
+	struct spool_req q[64];
+	struct spool_stats s;
+	int n, nsync;
+
+	fx_setup(&fx);
+	fx_open(&fx, 0, &rec);
+	spool_recovery_free(&rec);
+	for (int i = 0; i < 4; i++)
+		tmsg_make(&m[i], (unsigned)i + 1, &seed);
+	assert_int_equal(spool_tx_commit(fx.sp, tmsg_send(fx.sp, &m[0]), &m[0].env), 0);
+	run_requests(&fx); /* m[0] written, not synced */
+	assert_int_equal(spool_tx_commit(fx.sp, tmsg_send(fx.sp, &m[1]), &m[1].env), 0);
+	spool_flush(fx.sp); /* m[1]'s writes are queued: no sync yet */
+	n = take_requests(fx.sp, q, 64, &nsync);
+	assert_true(n > 0);
+	assert_int_equal(nsync, 0);
+	for (int i = 0; i < n; i++)
+		spool_req_done(fx.sp, q[i].id,
+			       fx.io.pwritev(fx.io.ctx, q[i].fd, q[i].iov, q[i].iovcnt, q[i].off));
+	spool_flush(fx.sp); /* now one sync covers both */
+	n = take_requests(fx.sp, q, 64, &nsync);
+	assert_int_equal(n, 1);
+	assert_int_equal(nsync, 1);
+	spool_req_done(fx.sp, q[0].id, fx.io.fdatasync(fx.io.ctx, q[0].fd));
+	assert_int_equal(collect_done(fx.sp), 2);
+	/* m[2] written, m[3]'s writes still out at two flushes: the second
+	 * flush syncs m[2] anyway */
+	assert_int_equal(spool_tx_commit(fx.sp, tmsg_send(fx.sp, &m[2]), &m[2].env), 0);
+	run_requests(&fx);
+	assert_int_equal(spool_tx_commit(fx.sp, tmsg_send(fx.sp, &m[3]), &m[3].env), 0);
+	struct spool_req w[64];
+	int nw = take_requests(fx.sp, w, 64, &nsync);
+	assert_true(nw > 0);
+	spool_flush(fx.sp);
+	assert_int_equal(take_requests(fx.sp, q, 64, &nsync), 0);
+	spool_flush(fx.sp);
+	assert_int_equal(take_requests(fx.sp, q, 64, &nsync), 1);
+	assert_int_equal(nsync, 1);
+	spool_req_done(fx.sp, q[0].id, fx.io.fdatasync(fx.io.ctx, q[0].fd));
+	assert_int_equal(collect_done(fx.sp), 1); /* m[2] */
+	for (int i = 0; i < nw; i++)
+		spool_req_done(fx.sp, w[i].id,
+			       fx.io.pwritev(fx.io.ctx, w[i].fd, w[i].iov, w[i].iovcnt, w[i].off));
+	assert_int_equal(collect(fx.sp, 0), 1); /* m[3], by its own sync */
+	spool_stats(fx.sp, &s);
+	assert_int_equal(s.syncs, 3);
+	for (int i = 0; i < 4; i++)
 		free(m[i].body);
 	fx_teardown(&fx);
 }
@@ -677,6 +762,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_round_trip_group_commit),
 		cmocka_unit_test(test_load_recent_from_memory),
+		cmocka_unit_test(test_sync_waits_for_writes_once),
 		cmocka_unit_test(test_many_segments),
 		cmocka_unit_test(test_journal_and_deletion),
 		cmocka_unit_test(test_copy_forward),
