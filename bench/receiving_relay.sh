@@ -5,17 +5,24 @@
 # RSS per idle connection and futex calls from its shard threads.
 #
 # Usage: bench/receiving_relay.sh BUILD_DIR [MESSAGES]   (run as root)
+#        bench/receiving_relay.sh BUILD_DIR [MESSAGES] blast
 # Prints one "key value" line per figure. Uses ports 27001..27003 and a
 # spool under /var/tmp (a real disk, not tmpfs).
+#
+# With "blast": ringmta with one shard (--threads 1) loaded by ringmta-blast
+# at 50 and 1000 sessions, 10 KB messages: ringmta's CPU per accepted
+# message (utime+stime of the whole process, io-wq workers included),
+# ringmta-blast's own CPU per message, msgs/s, and fdatasyncs per message.
+# Delivery is kept idle by a DNS server that never answers (a UDP socket
+# nobody reads): with a resolver that answers NXDOMAIN at once every
+# message would bounce, and building the bounces would dominate the run.
+# Ports come from a free-port probe; RINGMTA_THREADS sets --threads (1).
 set -eu
 build=$1
 msgs=${2:-20000}
+mode=${3:-}
+tck=$(getconf CLK_TCK)
 ringmta=$build/ringmta
-spool=/var/tmp/ringmta-bench-spool
-port=27001
-mport=27002
-sinkport=27003
-threads=$(nproc)
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true # 10,000 idle sessions need as many fds
 
@@ -23,11 +30,13 @@ metric() { curl -s "http://127.0.0.1:$mport/metrics" | awk -v k="$1" '$1 == k { 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 now() { date +%s.%N; }
 
+# start_ringmta [FLAG...] - a fresh spool, ringmta on $port with $threads
+# shards and the extra flags, once /readyz says 200
 start_ringmta() {
 	rm -rf "$spool"
 	"$ringmta" --listen "127.0.0.1:$port" --metrics "127.0.0.1:$mport" --spool "$spool" \
 		--threads "$threads" --min-free-space 0 --max-connections 15000 \
-		--max-connections-per-ip 15000 --hostname bench.test 2>/dev/null &
+		--max-connections-per-ip 15000 --hostname bench.test "$@" 2>/dev/null &
 	rpid=$!
 	i=0
 	until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$mport/readyz")" = 200 ]; do
@@ -38,6 +47,45 @@ start_ringmta() {
 
 stop_pid() { kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
+if [ "$mode" = blast ]; then
+	free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+	spool=/var/tmp/ringmta-bench-blast.$$
+	dnsfile=$(mktemp)
+	python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
+open(sys.argv[1], "w").write(str(s.getsockname()[1])); time.sleep(86400)' "$dnsfile" &
+	dpid=$!
+	trap 'kill $dpid 2>/dev/null; rm -f "$dnsfile"' EXIT
+	while [ ! -s "$dnsfile" ]; do sleep 0.05; done
+	threads=${RINGMTA_THREADS:-1}
+	for sess in 50 1000; do
+		port=$(free_port)
+		mport=$(free_port)
+		start_ringmta --dns "127.0.0.1:$(cat "$dnsfile")"
+		c0=$(cpu_ticks $rpid)
+		out=$(/usr/bin/time -f 'blast_cpu %U %S' "$build/ringmta-blast" --target "127.0.0.1:$port" \
+			--connections "$sess" --messages "$msgs" --size 10240 --json 2>&1 || true)
+		c1=$(cpu_ticks $rpid)
+		syncs=$(metric ringmta_spool_syncs_total)
+		stop_pid $rpid
+		rm -rf "$spool"
+		echo "$out" | python3 -c 'import json, sys
+lines = sys.stdin.read().strip().splitlines()
+d = json.loads([l for l in lines if l.startswith("{")][-1])
+u, s = [float(x) for x in [l for l in lines if l.startswith("blast_cpu")][-1].split()[1:]]
+c0, c1, tck, syncs, sess = [float(x) for x in sys.argv[1:]]
+n = d["accepted"]
+print("blast sessions=%d accepted=%d msgs_per_s=%.0f ringmta_cpu_us_per_msg=%.1f blast_cpu_us_per_msg=%.1f fdatasyncs_per_msg=%.4f"
+      % (sess, n, d["msgs_per_sec"], (c1 - c0) * 1e6 / tck / n, (u + s) * 1e6 / n, syncs / n))' "$c0" "$c1" "$tck" "$syncs" "$sess"
+	done
+	exit 0
+fi
+spool=/var/tmp/ringmta-bench-spool
+port=27001
+mport=27002
+sinkport=27003
+threads=$(nproc)
+
 # source SESSIONS PORT: seconds for $msgs messages of 10 KB
 source_run() {
 	t0=$(now)
@@ -46,7 +94,6 @@ source_run() {
 	echo "$t0 $t1" | awk '{ printf "%.3f", $2 - $1 }'
 }
 
-tck=$(getconf CLK_TCK)
 for sess in 50 1000; do
 	start_ringmta
 	c0=$(cpu_ticks $rpid)
