@@ -23,6 +23,9 @@
  * moves to the tail of one when it does something, so each list is sorted by
  * deadline and expiry looks only at the heads. The loop waits with a timeout
  * to the earliest head (io_uring_submit_and_wait_timeout), capped at 250 ms.
+ * The delivery module's turn runs only at a boundary after one of its
+ * completions or a hand-off from the store, else every
+ * SHARD_DELIVER_IDLE_MS.
  * Panics (traps) only on an SQ that cannot be emptied.
  */
 #define _GNU_SOURCE /* pthread_setaffinity_np, CPU_SET */

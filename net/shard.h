@@ -82,10 +82,11 @@ struct net_deliver_env {
 	struct shard_stats *stats;
 };
 
-/* The hooks of a per-shard delivery module. turn runs at every loop
- * boundary before the store's (so journal writes join the turn's group
- * commit); stop is called once when the server stops; pending counts
- * operations in the kernel (the loop ends when it is 0). */
+/* The hooks of a per-shard delivery module. turn runs at a loop boundary
+ * before the store's (so journal writes join the turn's group commit):
+ * the one after any of its completions or a queued message, else at
+ * least every 10 ms; stop is called once when the server stops; pending
+ * counts operations in the kernel (the loop ends when it is 0). */
 struct net_deliver_ops {
 	void *(*create)(void *global, const struct net_deliver_env *env);
 	void (*destroy)(void *d);
