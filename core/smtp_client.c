@@ -11,7 +11,10 @@
  *    waits in _ev and is returned by the next feed before any byte is read;
  *  - with _prev_end the next reply belongs to the previous message (its end
  *    of data), whatever the state: it is read before any reply of the
- *    transaction in progress, and only then is that message counted over.
+ *    transaction in progress, and only then is that message counted over;
+ *  - with _bdat_early the body goes out behind the last RCPT, so the state
+ *    is BODY or DATA_END while _rd < _end: replies go to the transaction's
+ *    commands first, then to the BDAT chunks, in the order they were sent.
  * Pure; one owner per session; panics on nothing.
  */
 #include "core/smtp_client.h"
@@ -313,6 +316,25 @@ static void client_body_start(struct smtp_client *c)
 	c->_ev = SMTP_CL_BODY;
 }
 
+/* client_early_refused - early BDAT: the replies read so far refuse the
+ * message (MAIL refused, or every RCPT answered and none accepted), so
+ * its recipients all have their final reply and the BDAT replies are
+ * only read past */
+static bool client_early_refused(const struct smtp_client *c)
+{
+	return c->_bdat_early && c->_rd > POS_MAIL &&
+	       (!c->_mail_ok || (c->_rd >= c->_end && c->_accepted == 0));
+}
+
+/* client_early_check - early BDAT: the transaction is over once the last
+ * chunk went out and every reply to it and to the commands is read */
+static void client_early_check(struct smtp_client *c)
+{
+	if (c->_bdat_early && c->_state == SMTP_CLIENT_DATA_END && c->_bdat_last &&
+	    c->_bdat_pending == 0 && c->_rd >= c->_end)
+		client_tx_over(c);
+}
+
 /* client_tx_reply - a reply to the transaction command at _rd */
 static enum smtp_client_ev client_tx_reply(struct smtp_client *c, const struct smtp_reply *r,
 					   struct buf *out)
@@ -337,6 +359,7 @@ static enum smtp_client_ev client_tx_reply(struct smtp_client *c, const struct s
 		if (!c->_pipelining)
 			c->_end = c->_rd; /* nothing else was written */
 		client_tx_finish_check(c);
+		client_early_check(c);
 		return SMTP_CL_RESULT;
 	}
 	if (pos - POS_RCPT0 < n) {
@@ -347,13 +370,14 @@ static enum smtp_client_ev client_tx_reply(struct smtp_client *c, const struct s
 			c->_accepted += ok;
 			ev = SMTP_CL_RCPT;
 		}
-		if (i == n - 1 && c->_mail_ok) {
+		if (i == n - 1 && c->_mail_ok && !c->_bdat_early) {
 			if (c->_accepted == 0 && (c->_bdat || !c->_pipelining))
 				c->_end = c->_rd; /* no DATA, no BDAT */
 			else if (c->_accepted && c->_bdat)
 				client_body_start(c);
 		}
 		client_tx_finish_check(c);
+		client_early_check(c);
 		return ev;
 	}
 	/* DATA */
@@ -382,6 +406,14 @@ static enum smtp_client_ev client_bdat_reply(struct smtp_client *c, const struct
 	if (c->_bdat_pending == 0)
 		return client_close(c, SMTP_CLIENT_FAIL_PROTOCOL, r, true, out);
 	c->_bdat_pending--;
+	if (client_early_refused(c)) {
+		/* RFC 3030 §2: with no valid recipient the chunk is refused
+		 * (503/554); every recipient already has its final reply.
+		 * A MAIL that was accepted leaves a transaction to RSET. */
+		c->_bdat_failed = true;
+		client_early_check(c);
+		return SMTP_CL_NONE;
+	}
 	if (r->code / 100 != 2 && !c->_bdat_failed) {
 		c->_bdat_failed = true;
 		/* After LAST the server has closed the transaction itself. */
@@ -462,10 +494,14 @@ static enum smtp_client_ev client_on_reply(struct smtp_client *c, const struct s
 	case SMTP_CLIENT_TX:
 		return client_tx_reply(c, r, out);
 	case SMTP_CLIENT_BODY:
+		if (c->_bdat_early && c->_rd < c->_end)
+			return client_tx_reply(c, r, out);
 		if (c->_bdat)
 			return client_bdat_reply(c, r, out);
 		break;
 	case SMTP_CLIENT_DATA_END:
+		if (c->_bdat_early && c->_rd < c->_end)
+			return client_tx_reply(c, r, out);
 		if (c->_bdat)
 			return client_bdat_reply(c, r, out);
 		c->_need_rset = false; /* the end of data closed the transaction */
@@ -501,6 +537,8 @@ static enum smtp_client_ev client_write(struct smtp_client *c, struct buf *out)
 		else
 			c->_wr++;
 	}
+	if (!full && c->_bdat_early && c->_state == SMTP_CLIENT_TX && c->_wr == c->_end)
+		client_body_start(c); /* BDAT follows the last RCPT in the same write */
 	if (!full)
 		return SMTP_CL_NONE;
 	if (out->len == 0)
@@ -565,6 +603,7 @@ int smtp_client_send(struct smtp_client *c, const struct smtp_client_msg *msg)
 	c->_state = SMTP_CLIENT_TX;
 	c->_pipelining = c->_caps.pipelining && !c->_cfg.no_pipelining;
 	c->_bdat = c->_caps.chunking && !c->_cfg.no_chunking;
+	c->_bdat_early = c->_bdat && c->_pipelining;
 	c->_mail_ok = false;
 	c->_dot_only = false;
 	c->_bdat_failed = false;
@@ -636,10 +675,12 @@ int smtp_client_bdat(struct smtp_client *c, struct buf *out, uint64_t n, bool la
 {
 	if (c->_state != SMTP_CLIENT_BODY || !c->_bdat)
 		return RM_EINVAL;
-	if (c->_bdat_failed) {
+	if (c->_bdat_failed || client_early_refused(c)) {
+		/* a refused MAIL left no transaction to reset */
+		c->_need_rset = c->_bdat_failed || c->_mail_ok;
+		c->_bdat_failed = true;
 		c->_bdat_last = true;
-		c->_need_rset = true;
-		if (c->_bdat_pending == 0)
+		if (c->_bdat_pending == 0 && c->_rd >= c->_end)
 			client_tx_over(c);
 		else
 			c->_state = SMTP_CLIENT_DATA_END;
@@ -663,6 +704,18 @@ const struct smtp_reply *smtp_client_reply(const struct smtp_client *c)
 	return c->_reply;
 }
 
+/* client_tx_phase - the reply awaited for the transaction command at _rd */
+static enum smtp_client_phase client_tx_phase(const struct smtp_client *c)
+{
+	if (c->_rd == POS_RSET)
+		return SMTP_CLIENT_PHASE_RSET;
+	if (c->_rd == POS_MAIL)
+		return SMTP_CLIENT_PHASE_MAIL;
+	if (c->_rd - POS_RCPT0 < c->_msg->nrcpt)
+		return SMTP_CLIENT_PHASE_RCPT;
+	return SMTP_CLIENT_PHASE_DATA_INIT;
+}
+
 /* smtp_client_phase - what the engine is waiting for */
 enum smtp_client_phase smtp_client_phase(const struct smtp_client *c)
 {
@@ -677,18 +730,14 @@ enum smtp_client_phase smtp_client_phase(const struct smtp_client *c)
 		return SMTP_CLIENT_PHASE_EHLO;
 	case SMTP_CLIENT_TLS:
 		return SMTP_CLIENT_PHASE_TLS;
+	case SMTP_CLIENT_DATA_END:
+		if (!c->_bdat_early || c->_rd >= c->_end)
+			return SMTP_CLIENT_PHASE_DATA_END;
+		return client_tx_phase(c); /* the commands' replies come first */
 	case SMTP_CLIENT_TX:
-		if (c->_rd == POS_RSET)
-			return SMTP_CLIENT_PHASE_RSET;
-		if (c->_rd == POS_MAIL)
-			return SMTP_CLIENT_PHASE_MAIL;
-		if (c->_rd - POS_RCPT0 < c->_msg->nrcpt)
-			return SMTP_CLIENT_PHASE_RCPT;
-		return SMTP_CLIENT_PHASE_DATA_INIT;
+		return client_tx_phase(c);
 	case SMTP_CLIENT_BODY:
 		return SMTP_CLIENT_PHASE_DATA_BLOCK;
-	case SMTP_CLIENT_DATA_END:
-		return SMTP_CLIENT_PHASE_DATA_END;
 	case SMTP_CLIENT_QUIT:
 		return SMTP_CLIENT_PHASE_QUIT;
 	default:

@@ -64,11 +64,21 @@
  *    (503s) are swallowed and the MAIL reply is the RESULT. DATA answered 354
  *    although no recipient was accepted: the engine sends a lone "." and
  *    swallows its reply (RFC 2920 §3.1).
- *  - BDAT goes out after the RCPT replies are read, so a message refused
- *    for every recipient costs no body bytes; that is as many round trips as
- *    pipelined DATA (which must wait for 354). Several chunks may follow one
- *    another without waiting when PIPELINING is offered; after a refused
- *    chunk smtp_client_bdat says stop (RFC 3030 §4.2).
+ *  - With PIPELINING and CHUNKING, [RSET] MAIL and every RCPT are written
+ *    and BODY comes at once, before any reply is read: the host puts
+ *    "BDAT n LAST" and the body behind them in the same send (RFC 2920
+ *    §3.1 and RFC 3030 §4.1 allow BDAT in a pipelined group), so a message
+ *    costs one round trip. Replies are matched in order: MAIL, each RCPT
+ *    (RCPT events, possibly after BODY), then each chunk. When MAIL or
+ *    every recipient was refused, the chunks' replies (503/554, RFC 3030
+ *    §2) are read past with no event, the per-recipient replies already
+ *    being final; a message refused for every recipient thus costs its
+ *    body bytes, the price of saving a round trip on every other one.
+ *    Later calls to smtp_client_bdat then say stop (RM_EPROTO). Without
+ *    PIPELINING, BDAT goes out after the RCPT replies are read. Several
+ *    chunks may follow one another without waiting when PIPELINING is
+ *    offered; after a refused chunk smtp_client_bdat says stop (RFC 3030
+ *    §4.2).
  *  - RSET is needed after a transaction that MAIL opened and no end of data
  *    closed; it is sent lazily, at the head of the next message's commands
  *    (pipelined with them when PIPELINING is offered), and not before QUIT.
@@ -237,6 +247,8 @@ struct smtp_client {
 	bool _tls_tried;         /* STARTTLS was sent on this connection */
 	bool _pipelining;        /* this transaction is pipelined */
 	bool _bdat;              /* this transaction uses BDAT */
+	bool _bdat_early;        /* BDAT and PIPELINING: the body follows the
+				  * RCPTs without waiting for their replies */
 	bool _need_rset;         /* a transaction is open on the server */
 	bool _mail_ok;           /* MAIL got 2xx */
 	bool _dot_only;          /* a lone "." went after an unwanted 354 */

@@ -367,17 +367,71 @@ static const char *const t_tls_missing[] = {
 	GREET, "S250-mx.test\r\n250 PIPELINING\r\n", "CQUIT\r\n", NULL
 };
 
+/* PIPELINING and CHUNKING: MAIL, the RCPTs, BDAT and the body in one
+ * group; the replies come in the same order. */
+#define EHLO_CHUNK "S250-mx.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 SIZE\r\n"
+#define BDAT_A "BDAT 33 LAST\r\n" BODY_A
 static const char *const t_bdat[] = {
-	GREET, "S250-mx.test\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 SIZE\r\n",
-	"CMAIL FROM:<a@x.test> SIZE=33\r\nRCPT TO:<b@y.test>\r\n", "S250 ok\r\n250 ok\r\n",
-	"CBDAT 33 LAST\r\n" BODY_A, "S250 2.0.0 queued\r\n", QUIT, NULL
+	GREET, EHLO_CHUNK,
+	"CMAIL FROM:<a@x.test> SIZE=33\r\nRCPT TO:<b@y.test>\r\n" BDAT_A,
+	"S250 ok\r\n250 ok\r\n250 2.0.0 queued\r\n", QUIT, NULL
 };
 
 static const char *const t_bdat_chunks[] = {
 	GREET, "S250-mx.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n",
-	"CMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n", "S250 ok\r\n250 ok\r\n",
-	"CBDAT 20\r\nSubject: hi\r\n\r\nhelloBDAT 13 LAST\r\n\r\n.dot line\r\n",
-	"S250 2.0.0 20 octets\r\n250 2.0.0 queued\r\n", QUIT, NULL
+	"CMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
+	"BDAT 20\r\nSubject: hi\r\n\r\nhelloBDAT 13 LAST\r\n\r\n.dot line\r\n",
+	"S250 ok\r\n250 ok\r\n250 2.0.0 20 octets\r\n250 2.0.0 queued\r\n", QUIT, NULL
+};
+
+/* Refusals in the middle of the group keep their per-recipient meaning. */
+static const char *const t_bdat_mixed[] = {
+	GREET, EHLO_CHUNK,
+	"CMAIL FROM:<a@x.test> SIZE=33\r\nRCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\n"
+	"RCPT TO:<d@y.test>\r\n" BDAT_A,
+	"S250 ok\r\n450 4.2.0 later\r\n250 ok\r\n550 5.1.1 unknown\r\n250 2.0.0 queued\r\n", QUIT, NULL
+};
+
+/* Every recipient refused: the BDAT's 554 is read past, the open
+ * transaction gets an RSET at the head of the next group. */
+static const char *const t_bdat_none[] = {
+	GREET, EHLO_CHUNK,
+	"CMAIL FROM:<a@x.test> SIZE=33\r\nRCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\n" BDAT_A,
+	"S250 ok\r\n550 5.1.1 no\r\n450 4.2.1 later\r\n554 5.5.1 no valid recipients\r\n",
+	"CRSET\r\nMAIL FROM:<a@x.test> SIZE=33\r\nRCPT TO:<b@y.test>\r\n" BDAT_A,
+	"S250 reset\r\n250 ok\r\n250 ok\r\n250 queued\r\n", QUIT, NULL
+};
+
+/* MAIL refused: the RCPTs and the BDAT get 503, MAIL's reply is the result. */
+static const char *const t_bdat_mail_refused[] = {
+	GREET, EHLO_CHUNK,
+	"CMAIL FROM:<a@x.test> SIZE=33\r\nRCPT TO:<b@y.test>\r\n" BDAT_A,
+	"S550 5.7.1 sender refused\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n",
+	"CMAIL FROM:<a@x.test> SIZE=33\r\nRCPT TO:<b@y.test>\r\n" BDAT_A,
+	"S250 ok\r\n250 ok\r\n250 queued\r\n", QUIT, NULL
+};
+
+/* Every recipient refused with the body in two chunks: both replies read past. */
+static const char *const t_bdat_none_chunks[] = {
+	GREET, "S250-mx.test\r\n250-PIPELINING\r\n250 CHUNKING\r\n",
+	"CMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
+	"BDAT 20\r\nSubject: hi\r\n\r\nhelloBDAT 13 LAST\r\n\r\n.dot line\r\n",
+	"S250 ok\r\n550 5.1.1 no\r\n554 5.5.1 no valid recipients\r\n503 5.5.1 no\r\n", QUIT, NULL
+};
+
+/* 421 in the middle of the group ends the session. */
+static const char *const t_bdat_421[] = {
+	GREET, EHLO_CHUNK,
+	"CMAIL FROM:<a@x.test> SIZE=33\r\nRCPT TO:<b@y.test>\r\nRCPT TO:<c@y.test>\r\n" BDAT_A,
+	"S250 ok\r\n250 ok\r\n421 4.3.2 shutting down\r\n", NULL
+};
+
+/* CHUNKING without PIPELINING: one command at a time, BDAT last. */
+static const char *const t_bdat_nopipe[] = {
+	GREET, "S250-mx.test\r\n250 CHUNKING\r\n",
+	"CMAIL FROM:<a@x.test>\r\n", "S250 ok\r\n", "CRCPT TO:<b@y.test>\r\n", "S550 no\r\n",
+	"CRCPT TO:<c@y.test>\r\n", "S250 ok\r\n", "CBDAT 33 LAST\r\n" BODY_A, "S250 queued\r\n", QUIT,
+	NULL
 };
 
 static const char *const t_mixed[] = {
@@ -517,7 +571,7 @@ static const struct transcript transcripts[] = {
 	{ "chain, no pipelining", t_nopipe, only_bc, 0, false, 0,
 	  "ready rcpt0=250 rcpt1=250 body result=250 over ready close=NONE", 0, true },
 	{ "chain, bdat", t_bdat, only_a, 0, false, 0,
-	  "ready rcpt0=250 body result=250 over ready close=NONE", 0, true },
+	  "ready body rcpt0=250 result=250 over ready close=NONE", 0, true },
 	{ "pipelined", t_pipelined, only_a, 0, false, 0, "ready rcpt0=250 body result=250 ready close=NONE", 0, false },
 	{ "non-pipelining", t_nopipe, only_bc, 0, false, 0,
 	  "ready rcpt0=250 rcpt1=250 body result=250 ready close=NONE", 0, false },
@@ -528,9 +582,20 @@ static const struct transcript transcripts[] = {
 	  "tls ready rcpt0=250 body result=250 ready close=NONE", 0, false },
 	{ "tls required, not offered", t_tls_missing, only_a, SMTP_CLIENT_TLS_REQUIRED, false, 0,
 	  "close=TLS_UNAVAILABLE", 0, false },
-	{ "bdat", t_bdat, only_a, 0, false, 0, "ready rcpt0=250 body result=250 ready close=NONE", 0, false },
+	{ "bdat", t_bdat, only_a, 0, false, 0, "ready body rcpt0=250 result=250 ready close=NONE", 0, false },
 	{ "bdat chunks", t_bdat_chunks, only_a, 0, false, 20,
-	  "ready rcpt0=250 body result=250 ready close=NONE", 0, false },
+	  "ready body rcpt0=250 result=250 ready close=NONE", 0, false },
+	{ "bdat, mixed recipients", t_bdat_mixed, only_bcd, 0, false, 0,
+	  "ready body rcpt0=450 rcpt1=250 rcpt2=550 result=250 ready close=NONE", 0, false },
+	{ "bdat, all refused, then RSET", t_bdat_none, bc_then_a, 0, false, 0,
+	  "ready body rcpt0=550 rcpt1=450 ready body rcpt0=250 result=250 ready close=NONE", 0, false },
+	{ "bdat, mail refused", t_bdat_mail_refused, a_then_a, 0, false, 0,
+	  "ready body result=550 ready body rcpt0=250 result=250 ready close=NONE", 0, false },
+	{ "bdat chunks, all refused", t_bdat_none_chunks, only_a, 0, false, 20,
+	  "ready body rcpt0=550 ready close=NONE", 0, false },
+	{ "bdat, 421", t_bdat_421, only_bc, 0, false, 0, "ready body rcpt0=250 close=SHUTDOWN", 0, false },
+	{ "bdat, not pipelined", t_bdat_nopipe, only_bc, 0, false, 0,
+	  "ready rcpt0=550 rcpt1=250 body result=250 ready close=NONE", 0, false },
 	{ "mixed recipients", t_mixed, only_bcd, 0, false, 0,
 	  "ready rcpt0=250 rcpt1=450 rcpt2=550 body result=250 ready close=NONE", 0, false },
 	{ "all refused, then RSET", t_refused, bc_then_a, 0, false, 0,
@@ -689,19 +754,20 @@ static void test_bdat_refused(void **st)
 	assert_int_equal(step(&c, &out, "220 x\r\n250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n"),
 			 SMTP_CL_READY);
 	assert_int_equal(smtp_client_send(&c, &msg_a.m), 0);
-	assert_int_equal(step(&c, &out, "250 ok\r\n250 ok\r\n"), SMTP_CL_RCPT);
-	assert_int_equal(step(&c, &out, ""), SMTP_CL_BODY);
+	assert_int_equal(step(&c, &out, ""), SMTP_CL_BODY); /* before any reply */
 	assert_true(smtp_client_bdat_mode(&c));
+	assert_int_equal(smtp_client_phase(&c), SMTP_CLIENT_PHASE_DATA_BLOCK);
 	assert_int_equal(smtp_client_body_sent(&c), RM_EINVAL);
 	assert_int_equal(smtp_client_bdat(&c, &out, 10, false), 0);
 	assert_int_equal(smtp_client_bdat(&c, &out, 10, false), 0); /* pipelined */
+	assert_int_equal(step(&c, &out, "250 ok\r\n250 ok\r\n"), SMTP_CL_RCPT);
 	assert_int_equal(step(&c, &out, "552 5.3.4 too big\r\n"), SMTP_CL_RESULT);
 	assert_int_equal(smtp_client_reply(&c)->code, 552);
 	assert_int_equal(smtp_client_bdat(&c, &out, 13, true), RM_EPROTO);
 	assert_int_equal(step(&c, &out, "503 5.5.1 no\r\n"), SMTP_CL_READY);
 	out.len = 0;
 	assert_int_equal(smtp_client_send(&c, &msg_a.m), 0);
-	assert_int_equal(step(&c, &out, ""), SMTP_CL_NONE);
+	assert_int_equal(step(&c, &out, ""), SMTP_CL_BODY);
 	assert_true(slice_starts_nocase(buf_slice(&out), SLICE_LIT("RSET\r\nMAIL FROM:<a@x.test>\r\n")));
 
 	/* Without PIPELINING a chunk waits for the last one's reply. */
@@ -719,6 +785,67 @@ static void test_bdat_refused(void **st)
 	assert_int_equal(smtp_client_bdat(&c, &out, 1, true), RM_EINVAL);
 	assert_int_equal(step(&c, &out, "250 2.0.0 queued\r\n"), SMTP_CL_RESULT);
 	assert_int_equal(smtp_client_reply(&c)->enh[0], 2);
+}
+
+/* early_start - send m and its first chunk of n bytes, before any reply */
+static void early_start(struct smtp_client *c, struct buf *out, const struct smtp_client_msg *m, uint64_t n,
+			bool last)
+{
+	out->len = 0;
+	assert_int_equal(smtp_client_send(c, m), 0);
+	assert_int_equal(step(c, out, ""), SMTP_CL_BODY);
+	assert_int_equal(smtp_client_bdat(c, out, n, last), 0);
+}
+
+/* test_bdat_early - the body behind the RCPTs: phases while their replies
+ * are read, and a body stopped once the replies refuse the message */
+static void test_bdat_early(void **st)
+{
+	(void)st;
+	struct smtp_client c;
+	char mem[512];
+	struct buf out;
+
+	buf_init(&out, mem, sizeof mem);
+	smtp_client_init(&c, &plain_cfg);
+	assert_int_equal(step(&c, &out, "220 x\r\n250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n"),
+			 SMTP_CL_READY);
+	early_start(&c, &out, &msg_bc.m, 33, true);
+	assert_true(slice_eq(buf_slice(&out), SLICE_LIT("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
+							 "RCPT TO:<c@y.test>\r\nBDAT 33 LAST\r\n")));
+	assert_int_equal(smtp_client_phase(&c), SMTP_CLIENT_PHASE_MAIL);
+	assert_int_equal(step(&c, &out, "250 ok\r\n"), SMTP_CL_NONE);
+	assert_int_equal(smtp_client_phase(&c), SMTP_CLIENT_PHASE_RCPT);
+	assert_int_equal(step(&c, &out, "250 ok\r\n"), SMTP_CL_RCPT);
+	assert_int_equal(step(&c, &out, "250 ok\r\n"), SMTP_CL_RCPT);
+	assert_int_equal(smtp_client_phase(&c), SMTP_CLIENT_PHASE_DATA_END);
+	assert_int_equal(step(&c, &out, "250 queued\r\n"), SMTP_CL_RESULT);
+	assert_int_equal(step(&c, &out, ""), SMTP_CL_READY);
+	assert_int_equal(smtp_client_messages(&c), 1);
+
+	/* A body in chunks stops once MAIL is refused; the replies to what
+	 * went out are read past. */
+	early_start(&c, &out, &msg_a.m, 10, false);
+	assert_int_equal(step(&c, &out, "550 5.7.1 no\r\n"), SMTP_CL_RESULT);
+	assert_int_equal(smtp_client_bdat(&c, &out, 23, true), RM_EPROTO);
+	assert_int_equal(step(&c, &out, "503 5.5.1 need MAIL\r\n"), SMTP_CL_NONE);
+	assert_int_equal(step(&c, &out, "503 5.5.1 need MAIL\r\n"), SMTP_CL_READY);
+	assert_int_equal(smtp_client_messages(&c), 2);
+
+	/* Every recipient refused: the chunk after them is not sent. */
+	early_start(&c, &out, &msg_a.m, 10, false);
+	assert_int_equal(step(&c, &out, "250 ok\r\n550 no\r\n"), SMTP_CL_RCPT);
+	assert_int_equal(smtp_client_bdat(&c, &out, 23, true), RM_EPROTO);
+	assert_int_equal(step(&c, &out, "554 5.5.1 no valid recipients\r\n"), SMTP_CL_READY);
+	early_start(&c, &out, &msg_a.m, 33, true);
+	assert_true(slice_starts_nocase(buf_slice(&out), SLICE_LIT("RSET\r\nMAIL FROM:<a@x.test>\r\n")));
+
+	/* A reply more than was asked for is a protocol error. */
+	assert_int_equal(step(&c, &out, "250 ok\r\n250 ok\r\n250 ok\r\n"), SMTP_CL_RCPT);
+	assert_int_equal(step(&c, &out, "250 queued\r\n"), SMTP_CL_RESULT);
+	assert_int_equal(step(&c, &out, ""), SMTP_CL_READY);
+	assert_int_equal(step(&c, &out, "250 extra\r\n"), SMTP_CL_CLOSE);
+	assert_int_equal(smtp_client_fail(&c), SMTP_CLIENT_FAIL_PROTOCOL);
 }
 
 /* test_small_output - a command that cannot fit an empty buffer closes */
@@ -806,6 +933,7 @@ int main(void)
 		cmocka_unit_test(test_phases),
 		cmocka_unit_test(test_starttls_injection),
 		cmocka_unit_test(test_bdat_refused),
+		cmocka_unit_test(test_bdat_early),
 		cmocka_unit_test(test_small_output),
 		cmocka_unit_test(test_dot_stuffing),
 	};
