@@ -13,9 +13,12 @@
  * the kernel; no body byte is copied in user space). With CHUNKING the
  * whole message is one "BDAT n LAST": a body that fits in that buffer is
  * read whole first (one read per extent) and goes out with the BDAT
- * command and the Received: header in one sendmsg; a bigger one streams in
- * pieces. Else DATA with dot-stuffing by slices (core/smtp_client.h
- * smtp_stuff_*), sent by sendmsg from the read buffer. splice for plain
+ * command and the Received: header in one sendmsg; with PIPELINING too,
+ * MAIL and the RCPTs are in that sendmsg (the engine returns BODY before
+ * their replies). A bigger body streams in pieces. Else DATA with
+ * dot-stuffing by slices (core/smtp_client.h smtp_stuff_*), sent by
+ * sendmsg from the read buffer: a body that fits is gathered the same way
+ * and leaves with its end of data in one sendmsg. splice for plain
  * BDAT would save the read copy (about 1 µs for 10 KB) at the price of a
  * pipe per connection and two operations per extent; not done.
  *
@@ -273,6 +276,7 @@ static void ob_pump(struct ob *d, struct ob_conn *c);
 static void ob_tls_step(struct ob *d, struct ob_conn *c, int rc);
 static void ob_tls_fail(struct ob *d, struct ob_conn *c, const char *reason);
 static void ob_body_next(struct ob *d, struct ob_conn *c);
+static void ob_gather_send_data(struct ob *d, struct ob_conn *c);
 static bool ob_gather(struct ob *d, struct ob_conn *c);
 static void ob_conn_end(struct ob *d, struct ob_conn *c, const char *why, unsigned code);
 
@@ -1487,7 +1491,7 @@ static void ob_pump(struct ob *d, struct ob_conn *c)
 			c->body = B_BODY;
 			c->boff = 0;
 			c->rpos = c->rlen = 0;
-			if (smtp_client_bdat_mode(&c->cl) && ob_gather(d, c))
+			if (ob_gather(d, c))
 				return;
 			if (c->out.len) {
 				ob_send_out(d, c);
@@ -1562,11 +1566,13 @@ static void ob_gather_read(struct ob *d, struct ob_conn *c)
 	io_uring_prep_read(sqe, fd, c->rbuf + c->rlen, (unsigned)(left < room ? left : room), at);
 }
 
-/* ob_gather - a BDAT body that fits in rbuf is read whole before anything
- * of the chunk goes out; then its command, the Received: header and the
- * body leave in one sendmsg (ob_gather_send). Streaming them took three
- * sends or more per message, each a completion and a loop turn. false:
- * the body is too big (or empty, or no buffer): stream it. */
+/* ob_gather - a body that fits in rbuf is read whole before anything of
+ * it goes out; then the commands in out (with PIPELINING and CHUNKING:
+ * MAIL, the RCPTs and "BDAT n LAST"), the Received: header and the body
+ * leave in one sendmsg, for DATA dot-stuffed by slices and with the end
+ * of data (ob_gather_send). Streaming them took three sends or more per
+ * message, each a completion and a loop turn. false: the body is too big
+ * (or empty, or no buffer): stream it. */
 static bool ob_gather(struct ob *d, struct ob_conn *c)
 {
 	uint64_t blen = c->m->total - c->m->env.received.len;
@@ -1580,6 +1586,46 @@ static bool ob_gather(struct ob *d, struct ob_conn *c)
 	return true;
 }
 
+/* ob_gather_send_data - a gathered DATA body: the Received: header and the
+ * body dot-stuffed into slices and, when they all fit in one sendmsg, the
+ * end of data behind them; a body with more line-initial dots than slots
+ * sends what fits and streams the rest from rbuf (ob_body_next) */
+static void ob_gather_send_data(struct ob *d, struct ob_conn *c)
+{
+	struct ob_msg *m = c->m;
+	struct iovec v[OB_IOV];
+	size_t ns = 0, nv = 0, hl = m->env.received.len, cap = OB_IOV - 2;
+
+	if (smtp_stuff_feed(&c->stuff, m->env.received.ptr, hl, c->sl, cap, &ns) < hl) {
+		/* a header this dotty: stream all of it as before */
+		smtp_stuff_init(&c->stuff);
+		c->rpos = c->rlen = 0;
+		c->boff = 0;
+		c->body = B_BODY;
+		ob_body_next(d, c);
+		return;
+	}
+	size_t used = smtp_stuff_feed(&c->stuff, c->rbuf, c->rlen, c->sl, cap, &ns);
+	if (c->out.len)
+		v[nv++] = (struct iovec){ c->out.ptr, c->out.len };
+	for (size_t i = 0; i < ns; i++)
+		v[nv++] = (struct iovec){ (void *)(uintptr_t)c->sl[i].ptr, c->sl[i].len };
+	c->boff = hl + used;
+	c->rpos = used;
+	c->body = B_BODY;
+	if (used == c->rlen) {
+		struct slice t = smtp_stuff_end(&c->stuff);
+		if (smtp_client_body_sent(&c->cl) != RM_OK) {
+			ob_conn_end(d, c, "451 4.3.0 body out of step", 0);
+			return;
+		}
+		v[nv++] = (struct iovec){ (void *)(uintptr_t)t.ptr, t.len };
+		c->rpos = c->rlen = 0;
+		c->body = B_DONE;
+	}
+	ob_send(d, c, v, (int)nv);
+}
+
 /* ob_gather_send - a read of a gathered body completed with n bytes: read
  * on, or send the whole chunk */
 static void ob_gather_send(struct ob *d, struct ob_conn *c, size_t n)
@@ -1589,6 +1635,10 @@ static void ob_gather_send(struct ob *d, struct ob_conn *c, size_t n)
 	c->rlen += n;
 	if (c->rlen < m->total - m->env.received.len) {
 		ob_gather_read(d, c); /* the next extent, or a short read's rest */
+		return;
+	}
+	if (!smtp_client_bdat_mode(&c->cl)) {
+		ob_gather_send_data(d, c);
 		return;
 	}
 	struct iovec v[3] = {
