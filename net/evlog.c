@@ -1,7 +1,10 @@
 /* evlog.c - event lines on stderr, text or JSON.
  *
- * Invariant: one event is one write(2) of a complete line (lines over the
- * buffer are cut, never split). The format is chosen before threads start
+ * Invariant: a write(2) carries complete lines only (lines over the
+ * buffer are cut, never split), one line, or between evlog_batch_begin and
+ * evlog_batch_end on a thread the lines of that span up to PIPE_BUF bytes
+ * (so a write to a pipe stays atomic and lines of different threads never
+ * interleave); the batch is the calling thread's own. The format is chosen before threads start
  * and read-only afterwards. Values are escaped for JSON; in text form they
  * are printed as key=value with spaces and control bytes replaced by '_'.
  * The time stamp's date and seconds are formatted once a second per thread
@@ -16,6 +19,9 @@
 #include <unistd.h>
 
 #define EVLOG_LINE_MAX 2048
+#define EVLOG_BATCH_MAX 4096 /* PIPE_BUF: a write to a pipe is atomic */
+
+_Static_assert(EVLOG_LINE_MAX <= EVLOG_BATCH_MAX, "a line fits a batch");
 
 static bool evlog_json;
 
@@ -143,14 +149,55 @@ static void line_start(struct line *l, const char *level, const char *event)
 	line_kv(l, "event", event);
 }
 
-/* line_end - close the line and write it at once */
+/* Lines waiting for this thread's batch to be written. */
+struct evlog_batch {
+	bool on;
+	size_t n;
+	char b[EVLOG_BATCH_MAX];
+};
+static _Thread_local struct evlog_batch evlog_batch;
+
+/* batch_write - write the batched lines, if any */
+static void batch_write(struct evlog_batch *bt)
+{
+	if (bt->n == 0)
+		return;
+	ssize_t w = write(STDERR_FILENO, bt->b, bt->n);
+	(void)w; /* nowhere to report a failing log */
+	bt->n = 0;
+}
+
+/* evlog_batch_begin - lines of this thread wait for evlog_batch_end */
+void evlog_batch_begin(void)
+{
+	evlog_batch.on = true;
+}
+
+/* evlog_batch_end - write this thread's waiting lines; lines go out one by
+ * one again */
+void evlog_batch_end(void)
+{
+	batch_write(&evlog_batch);
+	evlog_batch.on = false;
+}
+
+/* line_end - close the line and write it, or add it to the batch */
 static void line_end(struct line *l)
 {
+	struct evlog_batch *bt = &evlog_batch;
+
 	if (evlog_json)
 		line_raw(l, "}", 1);
 	l->b[l->n++] = '\n';
-	ssize_t w = write(STDERR_FILENO, l->b, l->n);
-	(void)w; /* nowhere to report a failing log */
+	if (!bt->on) {
+		ssize_t w = write(STDERR_FILENO, l->b, l->n);
+		(void)w; /* nowhere to report a failing log */
+		return;
+	}
+	if (bt->n + l->n > sizeof bt->b)
+		batch_write(bt);
+	memcpy(bt->b + bt->n, l->b, l->n);
+	bt->n += l->n;
 }
 
 /* evlog_msg - a free-form event */

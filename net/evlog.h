@@ -2,6 +2,10 @@
  *
  * Each line is formatted in a local buffer and written with one write(2),
  * so lines from different shards never interleave. Callable from any thread.
+ * A shard's loop may batch the lines of one turn (evlog_batch_begin, then
+ * evlog_batch_end at the loop boundary): one write(2) of at most PIPE_BUF
+ * bytes carries several whole lines, at the price of losing that turn's
+ * lines if the process dies before the end of the turn.
  */
 #ifndef RINGMTA_NET_EVLOG_H
 #define RINGMTA_NET_EVLOG_H
@@ -26,6 +30,14 @@ void evlog_session(const char *client, uint64_t duration_ms, unsigned messages, 
  * was encrypted, user when it authenticated (NULL or "" leave them out) */
 void evlog_session_sec(const char *client, uint64_t duration_ms, unsigned messages, const char *reason,
 		       const char *tls_version, const char *tls_cipher, const char *user);
+
+/* evlog_batch_begin - the calling thread's lines wait (in a buffer of
+ * PIPE_BUF bytes, written when full) for evlog_batch_end */
+void evlog_batch_begin(void);
+
+/* evlog_batch_end - write the calling thread's waiting lines and stop
+ * batching; harmless when no batch was begun */
+void evlog_batch_end(void);
 
 /* evlog_reopen - SIGHUP: flush and reopen the log (stderr is inherited, so
  * reopening means re-checking it; a file given to us stays ours) */

@@ -277,6 +277,7 @@ static void ob_tls_step(struct ob *d, struct ob_conn *c, int rc);
 static void ob_tls_fail(struct ob *d, struct ob_conn *c, const char *reason);
 static void ob_body_next(struct ob *d, struct ob_conn *c);
 static void ob_gather_send_data(struct ob *d, struct ob_conn *c);
+static void ob_turn_work(void *arg, int64_t now_ms);
 static bool ob_gather(struct ob *d, struct ob_conn *c);
 static void ob_conn_end(struct ob *d, struct ob_conn *c, const char *why, unsigned code);
 
@@ -550,14 +551,17 @@ static void ob_hist(struct ob *d, uint64_t ms)
 	OB_STAT_ADD(d, deliver_hist[b], 1);
 }
 
-/* ob_log - one line per recipient per attempt */
-static void ob_log(const struct ob_msg *m, uint32_t r, const char *hop, const char *reply, uint64_t delay_ms,
+/* ob_log - one line per recipient per attempt; in the loop, the lines of a
+ * turn are written together at its end (ob_turn) */
+static void ob_log(struct ob *d, const struct ob_msg *m, uint32_t r, const char *hop, const char *reply, uint64_t delay_ms,
 		   const char *outcome, uint64_t next_us)
 {
 	char to[512];
 	uint64_t now = ob_wall_us();
 	const struct slice a = m->env.rcpt[r].addr;
 	snprintf(to, sizeof to, "%.*s", (int)a.len, a.ptr);
+	if (!d->stopped)
+		evlog_batch_begin();
 	evlog_delivery(m->id, to, hop, outcome, delay_ms, reply, next_us > now ? (next_us - now + 999999) / 1000000 : 0);
 }
 
@@ -737,7 +741,7 @@ static void ob_job_done(struct ob *d, struct sched_job *j, struct ob_msg *m, con
 		}
 		if (spool_journal(m->ref->sp, &jr) != RM_OK)
 			evlog_msg("warn", "delivery", "journal record not written: the recipient may be tried again");
-		ob_log(m, rcpt[i], hop, text[i], delay, outcome, jr.next_attempt_us);
+		ob_log(d, m, rcpt[i], hop, text[i], delay, outcome, jr.next_attempt_us);
 		ob_dsn_add(d, m, rcpt[i], st[i], text[i], hop);
 	}
 	m->ref->drain(m->ref->ctx);
@@ -2311,8 +2315,16 @@ static void ob_idle_release(struct ob *d, uint64_t now)
 		}
 }
 
-/* ob_turn - the loop boundary: due retries, then start what can start */
+/* ob_turn - the loop boundary: due retries, then start what can start,
+ * then the turn's log lines in one write */
 static void ob_turn(void *arg, int64_t now_ms)
+{
+	ob_turn_work(arg, now_ms);
+	evlog_batch_end();
+}
+
+/* ob_turn_work - due retries, then start what can start */
+static void ob_turn_work(void *arg, int64_t now_ms)
 {
 	struct ob *d = arg;
 	uint64_t now = ob_wall_us();
@@ -2384,6 +2396,7 @@ static void ob_stop(void *arg)
 {
 	struct ob *d = arg;
 	d->stopped = true;
+	evlog_batch_end(); /* from here on every line goes out at once */
 	d->dns = dns_free(d->dns);
 	/* outcomes already journalled must not lose their report: the round
 	 * ends here (the jobs in flight are dropped, tried again after a
