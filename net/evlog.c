@@ -4,7 +4,9 @@
  * buffer are cut, never split), one line, or between evlog_batch_begin and
  * evlog_batch_end on a thread the lines of that span up to PIPE_BUF bytes
  * (so a write to a pipe stays atomic and lines of different threads never
- * interleave); the batch is the calling thread's own. The format is chosen before threads start
+ * interleave); the batch is the calling thread's own. A warning or an
+ * error is written at once with what waits before it (a loop that breaks
+ * on an error must not keep its reason in a batch). The format is chosen before threads start
  * and read-only afterwards. Values are escaped for JSON; in text form they
  * are printed as key=value with spaces and control bytes replaced by '_'.
  * The time stamp's date and seconds are formatted once a second per thread
@@ -181,15 +183,18 @@ void evlog_batch_end(void)
 	evlog_batch.on = false;
 }
 
-/* line_end - close the line and write it, or add it to the batch */
-static void line_end(struct line *l)
+/* line_end - close the line and write it, or add it to the batch; an
+ * urgent line (a warning, an error) goes out at once, behind the batch */
+static void line_end(struct line *l, bool urgent)
 {
 	struct evlog_batch *bt = &evlog_batch;
 
 	if (evlog_json)
 		line_raw(l, "}", 1);
 	l->b[l->n++] = '\n';
-	if (!bt->on) {
+	if (urgent)
+		batch_write(bt);
+	if (!bt->on || urgent) {
 		ssize_t w = write(STDERR_FILENO, l->b, l->n);
 		(void)w; /* nowhere to report a failing log */
 		return;
@@ -206,7 +211,7 @@ void evlog_msg(const char *level, const char *event, const char *text)
 	struct line l;
 	line_start(&l, level, event);
 	line_kv(&l, "msg", text);
-	line_end(&l);
+	line_end(&l, strcmp(level, "info") != 0);
 }
 
 /* evlog_received - a message was accepted */
@@ -224,7 +229,7 @@ void evlog_received(const char *queue_id, const char *client, const char *from, 
 	line_kv(&l, "nrcpt", num);
 	snprintf(num, sizeof num, "%llu", (unsigned long long)size);
 	line_kv(&l, "size", num);
-	line_end(&l);
+	line_end(&l, false);
 }
 
 /* evlog_session - a session ended */
@@ -253,7 +258,7 @@ void evlog_session_sec(const char *client, uint64_t duration_ms, unsigned messag
 	if (user != NULL && user[0] != '\0')
 		line_kv(&l, "user", user);
 	line_kv(&l, "end", reason);
-	line_end(&l);
+	line_end(&l, false);
 }
 
 /* evlog_reopen - SIGHUP */
@@ -284,5 +289,5 @@ void evlog_delivery(const char *queue_id, const char *rcpt, const char *hop, con
 		line_kv(&l, "next_in_s", num);
 	}
 	line_kv(&l, "reply", reply);
-	line_end(&l);
+	line_end(&l, false);
 }

@@ -5,7 +5,8 @@
  * A shard's loop may batch the lines of one turn (evlog_batch_begin, then
  * evlog_batch_end at the loop boundary): one write(2) of at most PIPE_BUF
  * bytes carries several whole lines, at the price of losing that turn's
- * lines if the process dies before the end of the turn.
+ * lines if the process dies before the end of the turn. Warnings and
+ * errors are never held.
  */
 #ifndef RINGMTA_NET_EVLOG_H
 #define RINGMTA_NET_EVLOG_H

@@ -551,17 +551,14 @@ static void ob_hist(struct ob *d, uint64_t ms)
 	OB_STAT_ADD(d, deliver_hist[b], 1);
 }
 
-/* ob_log - one line per recipient per attempt; in the loop, the lines of a
- * turn are written together at its end (ob_turn) */
-static void ob_log(struct ob *d, const struct ob_msg *m, uint32_t r, const char *hop, const char *reply, uint64_t delay_ms,
+/* ob_log - one line per recipient per attempt (batched per turn: ob_turn) */
+static void ob_log(const struct ob_msg *m, uint32_t r, const char *hop, const char *reply, uint64_t delay_ms,
 		   const char *outcome, uint64_t next_us)
 {
 	char to[512];
 	uint64_t now = ob_wall_us();
 	const struct slice a = m->env.rcpt[r].addr;
 	snprintf(to, sizeof to, "%.*s", (int)a.len, a.ptr);
-	if (!d->stopped)
-		evlog_batch_begin();
 	evlog_delivery(m->id, to, hop, outcome, delay_ms, reply, next_us > now ? (next_us - now + 999999) / 1000000 : 0);
 }
 
@@ -741,7 +738,7 @@ static void ob_job_done(struct ob *d, struct sched_job *j, struct ob_msg *m, con
 		}
 		if (spool_journal(m->ref->sp, &jr) != RM_OK)
 			evlog_msg("warn", "delivery", "journal record not written: the recipient may be tried again");
-		ob_log(d, m, rcpt[i], hop, text[i], delay, outcome, jr.next_attempt_us);
+		ob_log(m, rcpt[i], hop, text[i], delay, outcome, jr.next_attempt_us);
 		ob_dsn_add(d, m, rcpt[i], st[i], text[i], hop);
 	}
 	m->ref->drain(m->ref->ctx);
@@ -2316,11 +2313,19 @@ static void ob_idle_release(struct ob *d, uint64_t now)
 }
 
 /* ob_turn - the loop boundary: due retries, then start what can start,
- * then the turn's log lines in one write */
+ * then the turn's log lines in one write. The next batch begins at once:
+ * the lines of the next turn's completions (received, delivered) wait for
+ * the next call; a line logged after this hook in the same turn (a session
+ * ending in the shard's flush) waits for the loop's next wake, at most its
+ * 250 ms cap. */
 static void ob_turn(void *arg, int64_t now_ms)
 {
-	ob_turn_work(arg, now_ms);
+	struct ob *d = arg;
+
+	ob_turn_work(d, now_ms);
 	evlog_batch_end();
+	if (!d->stopped)
+		evlog_batch_begin();
 }
 
 /* ob_turn_work - due retries, then start what can start */

@@ -1,5 +1,6 @@
 /* test_evlog.c - event lines: one write per line, or per batch of whole
- * lines of at most PIPE_BUF bytes between evlog_batch_begin and _end.
+ * lines of at most PIPE_BUF bytes between evlog_batch_begin and _end;
+ * warnings and errors at once.
  *
  * stderr is pointed at a pipe; each read(2) of the pipe returns what one
  * write put there (the reader drains it between writes).
@@ -94,6 +95,16 @@ static void test_batched(void **st)
 	assert_int_equal(lines(b, n), 3);
 	assert_non_null(memmem(b, n, "\"reply\":\"550 \\\"no\\\"\"}\n", 22));
 	assert_int_equal(cap_read(&c, b, sizeof b), 0);
+
+	/* A warning is not held, nor is what waits before it. */
+	evlog_batch_begin();
+	evlog_msg("info", "test", "first");
+	evlog_msg("warn", "test", "second");
+	n = cap_read(&c, b, sizeof b);
+	assert_int_equal(lines(b, n), 2);
+	const char *f = memmem(b, n, "first", 5), *w = memmem(b, n, "second", 6);
+	assert_true(f != NULL && w != NULL && f < w);
+	evlog_batch_end();
 
 	/* After the end, lines go out one by one again. */
 	evlog_msg("info", "test", "after");
