@@ -11,13 +11,18 @@ over that span (all its threads, the io_uring workers included). Prints
 one line per run and the median per build of CPU µs per relayed message
 and delivered/s. With --receive-only the smarthost is a closed port (every
 message is deferred once, nothing delivered) and the run ends when the
-generator does: the receiving side's share, to subtract.
+generator does: the receiving side's share, to subtract. With --syscalls,
+`perf stat` counts ringmta's write(2) and pread(2) calls, io_uring_enter
+calls and io_uring operations submitted over the same span, printed per
+message (perf's tracepoints cost a little CPU: take the CPU figures from
+runs without it).
 
     bench/relay_cpu.py --reps 5 build-old build-x     # as root
 """
 import argparse
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -28,8 +33,32 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib as bl  # noqa: E402
 
 
-def run_one(build, sink_build, n, size, conns, extra, receive_only=False):
-    """run_one - one relay run; returns (cpu µs per message, delivered/s)"""
+PERF_EVENTS = ["syscalls:sys_enter_write", "syscalls:sys_enter_pread64", "syscalls:sys_enter_io_uring_enter",
+               "io_uring:io_uring_submit_req"]
+
+
+def perf_start(pid, out):
+    """perf_start - count PERF_EVENTS of pid (all its threads) into out"""
+    return subprocess.Popen(["perf", "stat", "-x", ",", "-o", out, "-e", ",".join(PERF_EVENTS), "-p", str(pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def perf_stop(perf, out):
+    """perf_stop - end the count; {event: count}"""
+    perf.send_signal(signal.SIGINT)
+    perf.wait(10)
+    counts = {}
+    with open(out) as f:
+        for ln in f:
+            parts = ln.strip().split(",")
+            if len(parts) > 2 and parts[2] in PERF_EVENTS and parts[0].isdigit():
+                counts[parts[2]] = int(parts[0])
+    return counts
+
+
+def run_one(build, sink_build, n, size, conns, extra, receive_only=False, syscalls=False):
+    """run_one - one relay run; returns (cpu µs per message, delivered/s,
+    {event: count per message} or None)"""
     base = tempfile.mkdtemp(prefix="ringmta-relaycpu.", dir="/var/tmp")
     sink = bl.RingmtaSink(sink_build)
     port = bl.free_port()
@@ -42,6 +71,9 @@ def run_one(build, sink_build, n, size, conns, extra, receive_only=False):
         stdout=log, stderr=log)
     try:
         bl.wait_port(port, proc, "ringmta")
+        perf = perf_start(proc.pid, os.path.join(base, "perf.txt")) if syscalls else None
+        if perf is not None:
+            time.sleep(0.5)  # perf attaches
         cpu0 = bl.cpu_seconds(proc.pid)
         t0 = time.monotonic()
         client = bl.Client(bl.blast_cmd(sink_build, port, size, n, conns))
@@ -60,7 +92,10 @@ def run_one(build, sink_build, n, size, conns, extra, receive_only=False):
             time.sleep(0.02)
         wall = time.monotonic() - t0
         cpu = bl.cpu_seconds(proc.pid) - cpu0
-        return cpu * 1e6 / res["accepted"], res["accepted"] / wall
+        per = None
+        if perf is not None:
+            per = {k: v / res["accepted"] for k, v in perf_stop(perf, os.path.join(base, "perf.txt")).items()}
+        return cpu * 1e6 / res["accepted"], res["accepted"] / wall, per
     finally:
         bl.stop(proc)
         log.close()
@@ -77,6 +112,7 @@ def main():
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--sink-build", help="build with ringmta-sink and ringmta-blast (default: the last)")
     ap.add_argument("--receive-only", action="store_true", help="next hop closed: receiving only")
+    ap.add_argument("--syscalls", action="store_true", help="count system calls and io_uring operations")
     args = ap.parse_args()
     bl.raise_fd_limit()
     sink_build = args.sink_build or args.builds[-1]
@@ -84,10 +120,14 @@ def main():
     for r in range(args.reps):
         order = args.builds if r % 2 == 0 else list(reversed(args.builds))
         for b in order:
-            us, rate = run_one(b, sink_build, args.messages, args.size, args.connections, (),
-                               args.receive_only)
+            us, rate, per = run_one(b, sink_build, args.messages, args.size, args.connections, (),
+                                    args.receive_only, args.syscalls)
             res[b].append((us, rate))
-            print(f"rep {r} {b}: {us:.1f} us/msg {rate:.0f} delivered/s", flush=True)
+            extra = ""
+            if per is not None:
+                extra = " " + " ".join(f"{k.split(':')[1].replace('sys_enter_', '')}={per.get(k, 0):.2f}"
+                                       for k in PERF_EVENTS)
+            print(f"rep {r} {b}: {us:.1f} us/msg {rate:.0f} delivered/s{extra}", flush=True)
     for b in args.builds:
         us = [x[0] for x in res[b]]
         rate = [x[1] for x in res[b]]
