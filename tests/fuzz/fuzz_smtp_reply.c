@@ -82,9 +82,22 @@ static const struct smtp_client_msg msg = {
 	.ret = SMTP_RET_HDRS, .envid = SLICE_LIT("ID1"), .body = SMTP_BODY_8BITMIME,
 };
 
-/* fuzz_host - act on one event; false when the session is over */
+/* fuzz_last - send the LAST chunk of a body in two (split); false while
+ * the engine wants the first chunk's reply first (no PIPELINING) */
+static bool fuzz_last(struct smtp_client *c, struct buf *out)
+{
+	int rc = smtp_client_bdat(c, out, msg.size - 40, true);
+
+	/* a refused chunk or message stops the body; EINVAL: the session
+	 * closed meanwhile */
+	fuzz_check(rc == 0 || rc == RM_AGAIN || rc == RM_EPROTO || rc == RM_EINVAL);
+	return rc != RM_AGAIN;
+}
+
+/* fuzz_host - act on one event; false when the session is over. With
+ * split, a BDAT body goes in two chunks, the second maybe later (*last). */
 static bool fuzz_host(struct smtp_client *c, enum smtp_client_ev ev, struct buf *out,
-		      bool *final, unsigned *sent, bool tls_ok, bool chain)
+		      bool *final, unsigned *sent, bool tls_ok, bool chain, bool split, bool *last)
 {
 	const struct smtp_reply *r = smtp_client_reply(c);
 
@@ -117,7 +130,11 @@ static bool fuzz_host(struct smtp_client *c, enum smtp_client_ev ev, struct buf 
 		memset(final, 1, msg.nrcpt);
 		break;
 	case SMTP_CL_BODY:
-		if (smtp_client_bdat_mode(c)) {
+		if (smtp_client_bdat_mode(c) && split) {
+			out->len = 0;
+			fuzz_check(smtp_client_bdat(c, out, 40, false) == 0);
+			*last = !fuzz_last(c, out);
+		} else if (smtp_client_bdat_mode(c)) {
 			out->len = 0;
 			fuzz_check(smtp_client_bdat(c, out, msg.size, true) == 0);
 		} else {
@@ -143,6 +160,7 @@ static void fuzz_client(const char *in, size_t len, size_t bound, uint8_t ctl)
 	char mem[256];
 	struct buf out;
 	bool final[3] = { false, false, false };
+	bool last = false; /* a split body's LAST chunk is still to send */
 	unsigned sent = 0;
 	uint64_t over = 0;
 	uint64_t seed = len ^ 0x5555;
@@ -167,14 +185,18 @@ static void fuzz_client(const char *in, size_t len, size_t bound, uint8_t ctl)
 			 * it before that message is counted over, READY after. */
 			bool reply_ev = ev == SMTP_CL_RCPT || ev == SMTP_CL_RESULT;
 			if (reply_ev)
-				live = fuzz_host(c, ev, &out, final, &sent, !(ctl & 4), cfg.pipeline_next);
+				live = fuzz_host(c, ev, &out, final, &sent, !(ctl & 4), cfg.pipeline_next,
+						 (ctl & 128) != 0, &last);
 			for (; cfg.pipeline_next && over < smtp_client_messages(c); over++) {
 				for (size_t i = 0; i < msg.nrcpt; i++)
 					fuzz_check(final[i]);
 				memset(final, 0, msg.nrcpt);
 			}
 			if (!reply_ev)
-				live = fuzz_host(c, ev, &out, final, &sent, !(ctl & 4), cfg.pipeline_next);
+				live = fuzz_host(c, ev, &out, final, &sent, !(ctl & 4), cfg.pipeline_next,
+						 (ctl & 128) != 0, &last);
+			if (live && last)
+				last = !fuzz_last(c, &out);
 			out.len = 0;
 		} while (live && (off < n || ev != SMTP_CL_NONE));
 		free(piece);
