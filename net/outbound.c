@@ -277,7 +277,6 @@ static void ob_tls_step(struct ob *d, struct ob_conn *c, int rc);
 static void ob_tls_fail(struct ob *d, struct ob_conn *c, const char *reason);
 static void ob_body_next(struct ob *d, struct ob_conn *c);
 static void ob_gather_send_data(struct ob *d, struct ob_conn *c);
-static void ob_turn_work(void *arg, int64_t now_ms);
 static bool ob_gather(struct ob *d, struct ob_conn *c);
 static void ob_conn_end(struct ob *d, struct ob_conn *c, const char *why, unsigned code);
 
@@ -551,7 +550,7 @@ static void ob_hist(struct ob *d, uint64_t ms)
 	OB_STAT_ADD(d, deliver_hist[b], 1);
 }
 
-/* ob_log - one line per recipient per attempt (batched per turn: ob_turn) */
+/* ob_log - one line per recipient per attempt (batched per loop turn) */
 static void ob_log(const struct ob_msg *m, uint32_t r, const char *hop, const char *reply, uint64_t delay_ms,
 		   const char *outcome, uint64_t next_us)
 {
@@ -2312,24 +2311,8 @@ static void ob_idle_release(struct ob *d, uint64_t now)
 		}
 }
 
-/* ob_turn - the loop boundary: due retries, then start what can start,
- * then the turn's log lines in one write. The next batch begins at once:
- * the lines of the next turn's completions (received, delivered) wait for
- * the next call; a line logged after this hook in the same turn (a session
- * ending in the shard's flush) waits for the loop's next wake, at most its
- * 250 ms cap. */
+/* ob_turn - the loop boundary: due retries, then start what can start */
 static void ob_turn(void *arg, int64_t now_ms)
-{
-	struct ob *d = arg;
-
-	ob_turn_work(d, now_ms);
-	evlog_batch_end();
-	if (!d->stopped)
-		evlog_batch_begin();
-}
-
-/* ob_turn_work - due retries, then start what can start */
-static void ob_turn_work(void *arg, int64_t now_ms)
 {
 	struct ob *d = arg;
 	uint64_t now = ob_wall_us();
@@ -2401,7 +2384,6 @@ static void ob_stop(void *arg)
 {
 	struct ob *d = arg;
 	d->stopped = true;
-	evlog_batch_end(); /* from here on every line goes out at once */
 	d->dns = dns_free(d->dns);
 	/* outcomes already journalled must not lose their report: the round
 	 * ends here (the jobs in flight are dropped, tried again after a

@@ -1612,6 +1612,7 @@ static void shard_loop(struct shard *sh)
 	bool stopping = false;
 	int64_t stop_deadline = 0;
 
+	evlog_batch_begin(); /* a turn's log lines go out in one write */
 	for (;;) {
 		sh->now = now_ms();
 		int phase = __atomic_load_n(&sh->srv->phase, __ATOMIC_RELAXED);
@@ -1656,7 +1657,11 @@ static void shard_loop(struct shard *sh)
 		flush_all(sh);
 		starved_rearm(sh);
 		publish(sh);
+		evlog_batch_end();
+		if (!stopping)
+			evlog_batch_begin();
 	}
+	evlog_batch_end();
 }
 
 /* shard_setup - the ring, buffers, slots and store of one shard */
