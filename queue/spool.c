@@ -57,6 +57,7 @@ struct sp_req {
 	uint64_t off, len;  /* SYNC: off is the target */
 	struct spool_tx *tx;
 	bool is_commit;
+	bool lazy;          /* a journal record no one waits for (a deferral) */
 	char hdr[SPOOL_REC_HDR];
 	struct iovec iov[SPOOL_IOV_MAX + 1];
 	int iovcnt;
@@ -285,6 +286,7 @@ static struct sp_req *sp_req_get(struct spool *sp)
 	r->done = false;
 	r->tx = NULL;
 	r->is_commit = false;
+	r->lazy = false;
 	r->own = NULL;
 	r->fnext = r->qnext = NULL;
 	r->iovcnt = 0;
@@ -679,7 +681,7 @@ static void sp_write_done(struct spool *sp, struct sp_req *r, int64_t res)
 			if (g && g->want < tx->pins[i].end)
 				g->want = tx->pins[i].end;
 		}
-	} else if (f->journal && f->want < r->off + r->len) {
+	} else if (f->journal && !r->lazy && f->want < r->off + r->len) {
 		f->want = r->off + r->len;
 	}
 	r->tx = NULL;
@@ -1001,6 +1003,7 @@ int spool_journal(struct spool *sp, const struct spool_jrec *j)
 	}
 	r->iov[0] = (struct iovec){ r->own, len };
 	r->iovcnt = 1;
+	r->lazy = j->outcome == SPOOL_OUT_DEFERRED;
 	sp_write(sp, f, r, len);
 	if (sp_ent_outcome(e, j->rcpt, j->outcome)) {
 		e->finishing = true;

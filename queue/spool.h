@@ -230,8 +230,12 @@ void spool_run(struct spool *sp);
 
 /* spool_journal - queue a delivery-journal record for a known message;
  * when every recipient is finished and the record is durable, the message
- * stops pinning its segments. RM_EINVAL: unknown ID or recipient index;
- * RM_AGAIN: retry later. */
+ * stops pinning its segments. A final outcome (delivered, failed, deleted)
+ * asks for the journal's next group fdatasync; a deferral does not: it
+ * becomes durable with the next final record or by the kernel's writeback,
+ * and one lost in a crash only brings the next attempt forward. So a
+ * destination that defers thousands of messages costs no fdatasync.
+ * RM_EINVAL: unknown ID or recipient index; RM_AGAIN: retry later. */
 RM_MUST_USE int spool_journal(struct spool *sp, const struct spool_jrec *j);
 
 /* spool_gc - delete sealed segments no message needs any more (blocking);

@@ -619,6 +619,49 @@ static void test_disk_full(void **st)
 	fx_teardown(&fx);
 }
 
+/* A deferral asks for no fdatasync; a final outcome does, and its sync
+ * covers the deferral written before it. */
+static void test_deferral_needs_no_sync(void **st)
+{
+	(void)st;
+	struct fixture fx;
+	struct tmsg m;
+	uint64_t seed = 31;
+	struct spool_stats s0, s;
+	struct spool_recovery rec;
+
+	fx_setup(&fx);
+	fx_open(&fx, 0, NULL);
+	tmsg_make(&m, 2, &seed); /* three recipients */
+	assert_int_equal(spool_tx_commit(fx.sp, tmsg_send(fx.sp, &m), &m.env), 0);
+	assert_int_equal(collect(fx.sp, 0), 1);
+	spool_stats(fx.sp, &s0);
+	struct spool_jrec j = { slice_cstr(m.id), 0, SPOOL_OUT_DEFERRED, 1700000000999ull, 1,
+				SLICE_LIT("451 4.3.0 try later") };
+	for (uint32_t r = 0; r < 3; r++) {
+		j.rcpt = r;
+		assert_int_equal(spool_journal(fx.sp, &j), 0);
+	}
+	spool_run(fx.sp);
+	spool_stats(fx.sp, &s);
+	assert_int_equal(s.syncs, s0.syncs);
+	j = (struct spool_jrec){ slice_cstr(m.id), 1, SPOOL_OUT_DELIVERED, 0, 2, SLICE_LIT("250 ok") };
+	assert_int_equal(spool_journal(fx.sp, &j), 0);
+	spool_run(fx.sp);
+	spool_stats(fx.sp, &s);
+	assert_int_equal(s.syncs, s0.syncs + 1);
+
+	fx_open(&fx, 0, &rec);
+	assert_int_equal(rec.nmsg, 1);
+	assert_int_equal(rec.msg[0].left, 2);
+	assert_int_equal(rec.msg[0].rs[1].outcome, SPOOL_OUT_DELIVERED);
+	assert_int_equal(rec.msg[0].rs[0].attempts, 1);
+	assert_int_equal(rec.msg[0].rs[2].attempts, 1);
+	spool_recovery_free(&rec);
+	free(m.body);
+	fx_teardown(&fx);
+}
+
 /* Recovery on a full disk: compacting the journal cannot be written, yet
  * the spool opens with every message and its journal state, and journals
  * again once writes succeed. */
@@ -767,6 +810,7 @@ int main(void)
 		cmocka_unit_test(test_journal_and_deletion),
 		cmocka_unit_test(test_copy_forward),
 		cmocka_unit_test(test_disk_full),
+		cmocka_unit_test(test_deferral_needs_no_sync),
 		cmocka_unit_test(test_recover_on_full_disk),
 		cmocka_unit_test(test_lock_exclusion),
 		cmocka_unit_test(test_stale_completion),
