@@ -8,7 +8,11 @@ tls:   blast --starttls into ringmta (certificate set), ringmta
        is decrypted on the way in and encrypted on the way out.
 The two modes alternate; each figure is the median over the repetitions.
 delivered/s counts from the generator's start until the sink has every
-message; ringmta CPU is utime+stime of all its threads over that window.
+message; ringmta CPU is utime+stime of all its threads over that window,
+the sink's likewise, and ringmta-blast's is its whole run (rusage), each
+divided by the messages: where the CPU of a TLS run goes, per process.
+Handshakes (inbound, inbound resumed, outbound) are counted per 10,000
+messages from ringmta's metrics.
 With several builds (--build A --build B) every repetition runs each build
 in both modes, so an old and a new binary are compared in the same noise.
 --perf DIR records `perf record -g` of ringmta during each TLS run.
@@ -22,13 +26,16 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 
 
 def run(build, tls, n, conns, certs, perf=None):
-    """run - one repetition; returns (delivered/s, ringmta CPU µs per message)"""
+    """run - one repetition; returns (delivered/s, then µs of CPU per message
+    of ringmta, ringmta-blast and ringmta-sink, then handshakes per 10,000
+    messages: inbound, inbound resumed, outbound)"""
     tlsf = ["--tls-cert", certs[0], "--tls-key", certs[1]]
     sink = benchlib.RingmtaSink(build, extra=tlsf if tls else ())
     spool = tempfile.mkdtemp(prefix="ringmta-tls-relay-", dir="/var/tmp")
@@ -41,7 +48,10 @@ def run(build, tls, n, conns, certs, perf=None):
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         benchlib.wait_port(port, relay, "ringmta")
+        benchlib.wait_port(mport, relay, "ringmta metrics")
+        hs0 = handshakes(mport)
         cpu0 = benchlib.cpu_seconds(relay.pid)
+        scpu0 = benchlib.cpu_seconds(sink.proc.pid)
         argv = benchlib.blast_cmd(build, port, 10240, n, conns) + (["--starttls"] if tls else [])
         rec = None
         if perf is not None and tls:
@@ -59,14 +69,33 @@ def run(build, tls, n, conns, certs, perf=None):
             time.sleep(0.02)
         wall = time.monotonic() - t0
         cpu = benchlib.cpu_seconds(relay.pid) - cpu0
+        scpu = benchlib.cpu_seconds(sink.proc.pid) - scpu0
+        hs = [(b - a) * 10000 / n for a, b in zip(hs0, handshakes(mport))]
         if rec is not None:
             rec.send_signal(2)
             rec.wait()
-        return n / wall, cpu / n * 1e6
+        return (n / wall, cpu / n * 1e6, r["cpu"] / n * 1e6, scpu / n * 1e6, *hs)
     finally:
         benchlib.stop(relay)
         sink.close()
         subprocess.run(["rm", "-rf", spool], check=False)
+
+
+HS_METRICS = ("ringmta_tls_handshakes_total", "ringmta_tls_resumed_total",
+              "ringmta_outbound_tls_handshakes_total")
+
+
+def handshakes(mport):
+    """handshakes - ringmta's inbound, inbound resumed and outbound TLS
+    handshake counters"""
+    with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5) as f:
+        text = f.read().decode()
+    val = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in HS_METRICS:
+            val[parts[0]] = float(parts[1])
+    return [val.get(m, 0.0) for m in HS_METRICS]
 
 
 def main():
@@ -93,20 +122,26 @@ def main():
                         os.makedirs(a.perf, exist_ok=True)
                         perf = os.path.join(a.perf, f"{os.path.basename(os.path.normpath(b))}-{rep}.data")
                     res[b, tls].append(run(b, tls, a.messages, a.sessions, certs, perf))
-                    print(f"rep {rep} {b} {'tls' if tls else 'plain'}: {res[b, tls][-1][0]:.0f} "
-                          f"delivered/s, {res[b, tls][-1][1]:.0f} µs CPU per message", file=sys.stderr)
+                    x = res[b, tls][-1]
+                    print(f"rep {rep} {b} {'tls' if tls else 'plain'}: {x[0]:.0f} delivered/s, "
+                          f"CPU per message ringmta {x[1]:.0f}, blast {x[2]:.0f}, sink {x[3]:.0f} µs; "
+                          f"handshakes per 10k in {x[4]:.0f} (resumed {x[5]:.0f}), out {x[6]:.0f}",
+                          file=sys.stderr)
     for b in builds:
-        med = {t: (statistics.median(x[0] for x in res[b, t]), statistics.median(x[1] for x in res[b, t]))
-               for t in (False, True)}
+        med = {t: [statistics.median(x[k] for x in res[b, t]) for k in range(7)] for t in (False, True)}
         print(f"\n{b}: runs plain {'/'.join(f'{x[0]:.0f}' for x in res[b, False])}, "
               f"TLS {'/'.join(f'{x[0]:.0f}' for x in res[b, True])} delivered/s; "
-              f"CPU plain {'/'.join(f'{x[1]:.0f}' for x in res[b, False])}, "
+              f"ringmta CPU plain {'/'.join(f'{x[1]:.0f}' for x in res[b, False])}, "
               f"TLS {'/'.join(f'{x[1]:.0f}' for x in res[b, True])} µs")
-        print(f"| relay, 10 KB, {a.sessions} sessions | delivered/s | ringmta CPU per message |")
-        print("| --- | ---: | ---: |")
-        print(f"| plain in and out | {med[False][0]:.0f} | {med[False][1]:.0f} µs |")
-        print(f"| TLS in and out | {med[True][0]:.0f} | {med[True][1]:.0f} µs |")
-        print(f"| TLS / plain | {med[True][0] / med[False][0]:.0%} | {med[True][1] / med[False][1]:.2f}x |")
+        print(f"| relay, 10 KB, {a.sessions} sessions | delivered/s | CPU per message: ringmta | blast | sink "
+              "| handshakes per 10k: in (resumed) | out |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for t, name in ((False, "plain in and out"), (True, "TLS in and out")):
+            m = med[t]
+            print(f"| {name} | {m[0]:.0f} | {m[1]:.0f} µs | {m[2]:.0f} µs | {m[3]:.0f} µs "
+                  f"| {m[4]:.0f} ({m[5]:.0f}) | {m[6]:.0f} |")
+        p, q = med[False], med[True]
+        print(f"| TLS / plain | {q[0] / p[0]:.0%} | {q[1] / p[1]:.2f}x | {q[2] / p[2]:.2f}x | {q[3] / p[3]:.2f}x | | |")
 
 
 if __name__ == "__main__":
