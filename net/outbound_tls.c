@@ -123,17 +123,12 @@ int outbound_tls_handshake(struct outbound_tls *t, const char *p, size_t n)
 	return tls_conn_handshake(t->conn);
 }
 
-/* outbound_tls_encrypt - encrypt every piece of v */
+/* outbound_tls_encrypt - encrypt the pieces of v together: commands, the
+ * trace header and the body (or a dot-stuffed run of lines) share full
+ * records instead of one record each */
 int outbound_tls_encrypt(struct outbound_tls *t, const struct iovec *v, int n)
 {
-	for (int i = 0; i < n; i++) {
-		if (v[i].iov_len == 0)
-			continue;
-		int rc = tls_conn_write(t->conn, v[i].iov_base, v[i].iov_len);
-		if (rc != RM_OK)
-			return rc;
-	}
-	return RM_OK;
+	return tls_conn_writev(t->conn, v, n);
 }
 
 /* outbound_tls_out - ciphertext to send */

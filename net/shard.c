@@ -120,6 +120,7 @@ struct conn {
 	char addr[INET6_ADDRSTRLEN];
 	struct tls_conn *tls;         /* set once TLS starts (STARTTLS, --listen-tls) */
 	uint8_t tls_phase;            /* enum sess_tls_phase */
+	bool tls_lent;                /* qhead is lent to tls (tls_conn_lend) */
 	bool auth_wait;               /* a credential check (or its delay) pending */
 	bool auth_lockout;            /* ...and its answer is 421 */
 	struct __kernel_timespec auth_ts; /* the delay of a failed AUTH's answer */
@@ -392,6 +393,10 @@ static void buf_unref(struct shard *sh, uint16_t bid)
 /* queue_drop - release every queued input buffer of c */
 static void queue_drop(struct shard *sh, struct conn *c)
 {
+	if (c->tls_lent) {
+		tls_conn_unlend(c->tls); /* its unread rest is dropped with it */
+		c->tls_lent = false;
+	}
 	while (c->qhead != NO_BID) {
 		uint16_t bid = c->qhead;
 		c->qhead = sh->buf_next[bid];
@@ -486,6 +491,7 @@ static void conn_maybe_free(struct shard *sh, struct conn *c)
 		__atomic_fetch_sub(&s->open_total, 1, __ATOMIC_RELAXED);
 	}
 	c->tls = tls_conn_free(c->tls);
+	c->tls_lent = false;
 	sess_tls_trim(sh, c, true);
 	if (c->ip_counted)
 		ip_release(s, &c->peer);
@@ -1040,15 +1046,22 @@ static void sess_tls_feed(struct shard *sh, struct conn *c, struct smtp_server_i
 				return;
 			}
 			if (rc == RM_AGAIN) {
+				/* The head buffer is lent to the library (read in
+				 * place, no copy) until it says "again": it has
+				 * read all of it then, and the buffer goes back. */
+				if (c->tls_lent) {
+					c->tls_lent = false;
+					queue_pop(sh, c);
+				}
 				if (c->qhead == NO_BID)
 					break;
 				uint16_t bid = c->qhead;
-				if (tls_conn_push(c->tls, ring_bufs_ptr(&sh->bufs, bid) + sh->buf_off[bid],
+				if (tls_conn_lend(c->tls, ring_bufs_ptr(&sh->bufs, bid) + sh->buf_off[bid],
 						  sh->buf_len[bid]) != RM_OK) {
 					conn_close_start(sh, c, "tls: out of memory");
 					return;
 				}
-				queue_pop(sh, c);
+				c->tls_lent = true;
 				continue;
 			}
 			if (rc != RM_OK) {

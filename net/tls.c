@@ -2,20 +2,31 @@
  * -DRINGMTA_TLS_LIB=openssl: the calls used here are common to both but
  * for the cipher list, marked where it differs).
  *
- * Every SSL_* and BIO_* call of the program is here. A connection owns two
- * memory BIOs: rbio holds ciphertext pushed by the host until the library
- * reads it, wbio holds what the library wrote until the host takes it into
- * the connection's send buffer. The host pushes one receive buffer at a
- * time and reads plaintext before pushing more, so rbio stays around one
- * buffer's size. The plaintext buffer of tls_conn_read is allocated on
- * its first use: a host that decrypts into its own buffers
- * (tls_conn_read_to) does not pay for it in every session.
+ * Every SSL_* and BIO_* call of the program is here. A connection's two
+ * BIOs are our own, so ciphertext is copied as little as the library lets:
+ *   - the read BIO hands the library first the bytes kept in the
+ *     connection (tls_conn_push copies into it), then the host's lent
+ *     receive buffer (tls_conn_lend: read in place, no copy); what the
+ *     library left of a lent buffer is kept when the next one is lent;
+ *   - the write BIO appends the records the library seals straight to the
+ *     connection's send buffer, which tls_conn_out hands to the host as it
+ *     is (no second buffer to copy out of, no move after a partial send:
+ *     an offset advances).
+ * The send buffer grows when needed; one given out by tls_conn_out and not
+ * yet _sent is freed only at _sent, as a send may still read it.
+ * tls_conn_writev gathers small pieces into full records (a thread's
+ * staging buffer), so a message's commands, trace header and body go out
+ * in as few records as their size allows. The plaintext buffer of
+ * tls_conn_read is allocated on its first use: a host that decrypts into
+ * its own buffers (tls_conn_read_to) does not pay for it in every session.
  *
- * Invariants: a tls_conn is used by one thread; ERR_clear_error before each
- * library call, so an error seen is this call's. A context's refcount is
- * atomic (shards start and end connections concurrently); the slot's lock
- * guards only the swap and the reference taken by a reader whose cached
- * generation is old.
+ * Invariants: a tls_conn is used by one thread; the error queue is emptied
+ * before each library call (tls_err_reset), so an error seen is this
+ * call's. out[out_off..out_len) is
+ * unsent ciphertext; in[in_off..in_len) pushed and unread; lent is unread
+ * lent ciphertext. A context's refcount is atomic (shards start and end
+ * connections concurrently); the slot's lock guards only the swap and the
+ * reference taken by a reader whose cached generation is old.
  */
 #include "net/tls.h"
 
@@ -63,12 +74,29 @@ struct tls_ctx {
 struct tls_conn {
 	struct tls_ctx *ctx;
 	SSL *ssl;
-	BIO *rbio, *wbio; /* owned by ssl */
 	char key[TLS_RESUME_KEY]; /* client: the hop its tickets are kept for */
-	size_t out_len;
+	char *out;                /* ciphertext to send, on the first write */
+	size_t out_off, out_len, out_cap;
+	char *out_old;            /* a grown-out send buffer a send may read */
+	bool out_lent;            /* tls_conn_out handed out[out_off..] out */
+	char *in;                 /* pushed ciphertext the library has not read */
+	size_t in_off, in_len, in_cap;
+	struct slice lent;        /* the host's receive buffer, read in place */
 	char *plain; /* TLS_PLAIN_SIZE, on tls_conn_read's first call */
-	char out[TLS_OUT_SIZE];
 };
+
+static BIO_METHOD *tls_bio_method; /* our BIOs: see the file's header */
+static pthread_once_t tls_bio_once = PTHREAD_ONCE_INIT;
+static _Thread_local char tls_stage[TLS_PLAIN_SIZE]; /* tls_conn_writev's records */
+
+/* tls_err_reset - empty this thread's error queue: a look at its head
+ * when it is already empty (the common case), as ERR_clear_error walks
+ * and wipes every entry each time */
+static inline void tls_err_reset(void)
+{
+	if (ERR_peek_error() != 0)
+		ERR_clear_error();
+}
 
 /* tls_err - the library's last error as one line */
 static void tls_err(char *err, size_t errlen, const char *what, const char *file)
@@ -337,24 +365,127 @@ static int tls_host_setup(SSL *ssl, const char *host)
 	return RM_OK;
 }
 
+/* tls_out_room - room for n more bytes of ciphertext in t->out */
+static int tls_out_room(struct tls_conn *t, size_t n)
+{
+	if (t->out_len + n <= t->out_cap)
+		return RM_OK;
+	if (t->out_off > 0 && !t->out_lent) {
+		t->out_len -= t->out_off;
+		memmove(t->out, t->out + t->out_off, t->out_len);
+		t->out_off = 0;
+		if (t->out_len + n <= t->out_cap)
+			return RM_OK;
+	}
+	size_t cap = t->out_cap ? t->out_cap * 2 : TLS_OUT_SIZE;
+	while (cap < t->out_len + n)
+		cap *= 2;
+	char *p = malloc(cap);
+	if (p == NULL)
+		return RM_ENOMEM;
+	if (t->out_len > 0)
+		memcpy(p, t->out, t->out_len); /* offsets stay as they were */
+	if (t->out_lent && t->out_old == NULL)
+		t->out_old = t->out; /* a send may read it: freed at _sent */
+	else
+		free(t->out);
+	t->out = p;
+	t->out_cap = cap;
+	return RM_OK;
+}
+
+/* tls_bio_write - the library's ciphertext, appended to the send buffer */
+static int tls_bio_write(BIO *b, const char *p, int n)
+{
+	struct tls_conn *t = BIO_get_data(b);
+	if (n <= 0)
+		return 0;
+	if (tls_out_room(t, (size_t)n) != RM_OK)
+		return -1;
+	memcpy(t->out + t->out_len, p, (size_t)n);
+	t->out_len += (size_t)n;
+	return n;
+}
+
+/* tls_bio_read - ciphertext for the library: kept bytes first, then the
+ * lent buffer; none is "retry later" */
+static int tls_bio_read(BIO *b, char *p, int n)
+{
+	struct tls_conn *t = BIO_get_data(b);
+	size_t k;
+
+	BIO_clear_retry_flags(b);
+	if (n <= 0)
+		return 0;
+	if (t->in_off < t->in_len) {
+		k = t->in_len - t->in_off < (size_t)n ? t->in_len - t->in_off : (size_t)n;
+		memcpy(p, t->in + t->in_off, k);
+		t->in_off += k;
+		if (t->in_off == t->in_len)
+			t->in_off = t->in_len = 0;
+		return (int)k;
+	}
+	if (t->lent.len > 0) {
+		k = t->lent.len < (size_t)n ? t->lent.len : (size_t)n;
+		memcpy(p, t->lent.ptr, k);
+		t->lent = slice_make(t->lent.ptr + k, t->lent.len - k);
+		return (int)k;
+	}
+	BIO_set_retry_read(b);
+	return -1;
+}
+
+/* tls_bio_ctrl - flush succeeds (writes are done when they return);
+ * nothing else is known */
+static long tls_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	(void)b;
+	(void)num;
+	(void)ptr;
+	return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+}
+
+/* tls_bio_init - the BIO method, once per process */
+static void tls_bio_init(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "ringmta");
+	if (m == NULL || !BIO_meth_set_write(m, tls_bio_write) || !BIO_meth_set_read(m, tls_bio_read) ||
+	    !BIO_meth_set_ctrl(m, tls_bio_ctrl)) {
+		BIO_meth_free(m);
+		return;
+	}
+	tls_bio_method = m;
+}
+
+/* tls_bio_new - one of our BIOs over t */
+static BIO *tls_bio_new(struct tls_conn *t)
+{
+	pthread_once(&tls_bio_once, tls_bio_init);
+	if (tls_bio_method == NULL)
+		return NULL;
+	BIO *b = BIO_new(tls_bio_method);
+	if (b == NULL)
+		return NULL;
+	BIO_set_data(b, t);
+	BIO_set_init(b, 1);
+	return b;
+}
+
 /* tls_conn_new - a connection on ctx */
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx, const char *host)
 {
-	struct tls_conn *t = malloc(sizeof *t);
+	struct tls_conn *t = calloc(1, sizeof *t);
 	if (t == NULL)
 		return NULL;
 	ERR_clear_error();
-	t->out_len = 0;
-	t->plain = NULL;
-	t->key[0] = '\0';
 	t->ssl = SSL_new(ctx->ssl);
-	t->rbio = BIO_new(BIO_s_mem());
-	t->wbio = BIO_new(BIO_s_mem());
-	if (t->ssl == NULL || t->rbio == NULL || t->wbio == NULL)
-		goto fail;
-	BIO_set_mem_eof_return(t->rbio, -1); /* empty means "more later" */
-	BIO_set_mem_eof_return(t->wbio, -1);
-	SSL_set_bio(t->ssl, t->rbio, t->wbio);
+	BIO *rbio = tls_bio_new(t), *wbio = tls_bio_new(t);
+	if (t->ssl == NULL || rbio == NULL || wbio == NULL) {
+		BIO_free(rbio);
+		BIO_free(wbio);
+		goto fail_ssl;
+	}
+	SSL_set_bio(t->ssl, rbio, wbio);
 	SSL_set_app_data(t->ssl, t);
 	if (ctx->client) {
 		SSL_set_connect_state(t->ssl);
@@ -365,9 +496,6 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, const char *host)
 	}
 	t->ctx = tls_ctx_ref(ctx);
 	return t;
-fail:
-	BIO_free(t->rbio);
-	BIO_free(t->wbio);
 fail_ssl:
 	SSL_free(t->ssl);
 	ERR_clear_error();
@@ -411,23 +539,61 @@ struct tls_conn *tls_conn_free(struct tls_conn *t)
 	SSL_free(t->ssl); /* frees both BIOs */
 	tls_ctx_unref(t->ctx);
 	free(t->plain);
+	free(t->out);
+	free(t->out_old);
+	free(t->in);
 	free(t);
-	ERR_clear_error();
+	tls_err_reset();
 	return NULL;
 }
 
-/* tls_conn_push - ciphertext from the peer into rbio */
+/* tls_in_keep - copy p[0..n) after the kept ciphertext */
+static int tls_in_keep(struct tls_conn *t, const char *p, size_t n)
+{
+	if (n == 0)
+		return RM_OK;
+	if (t->in_off > 0) {
+		t->in_len -= t->in_off;
+		memmove(t->in, t->in + t->in_off, t->in_len);
+		t->in_off = 0;
+	}
+	if (t->in_len + n > t->in_cap) {
+		size_t cap = t->in_cap ? t->in_cap * 2 : TLS_OUT_SIZE;
+		while (cap < t->in_len + n)
+			cap *= 2;
+		char *q = realloc(t->in, cap);
+		if (q == NULL)
+			return RM_ENOMEM;
+		t->in = q;
+		t->in_cap = cap;
+	}
+	memcpy(t->in + t->in_len, p, n);
+	t->in_len += n;
+	return RM_OK;
+}
+
+/* tls_conn_push - ciphertext from the peer, copied */
 int tls_conn_push(struct tls_conn *t, const char *p, size_t n)
 {
-	while (n > 0) {
-		int chunk = n > 1u << 30 ? 1 << 30 : (int)n;
-		int w = BIO_write(t->rbio, p, chunk);
-		if (w <= 0)
-			return RM_ENOMEM;
-		p += w;
-		n -= (size_t)w;
-	}
+	if (tls_in_keep(t, t->lent.ptr, t->lent.len) != RM_OK)
+		return RM_ENOMEM;
+	t->lent = SLICE_NULL;
+	return tls_in_keep(t, p, n);
+}
+
+/* tls_conn_lend - ciphertext from the peer, read in place */
+int tls_conn_lend(struct tls_conn *t, const char *p, size_t n)
+{
+	if (tls_in_keep(t, t->lent.ptr, t->lent.len) != RM_OK)
+		return RM_ENOMEM;
+	t->lent = slice_make(p, n);
 	return RM_OK;
+}
+
+/* tls_conn_unlend - forget the lent buffer's unread rest */
+void tls_conn_unlend(struct tls_conn *t)
+{
+	t->lent = SLICE_NULL;
 }
 
 /* tls_conn_status - map the library's verdict on a call that returned r */
@@ -448,7 +614,7 @@ static int tls_conn_status(struct tls_conn *t, int r)
 /* tls_conn_handshake - advance the handshake */
 int tls_conn_handshake(struct tls_conn *t)
 {
-	ERR_clear_error();
+	tls_err_reset();
 	int r = SSL_do_handshake(t->ssl);
 	if (r == 1)
 		return RM_OK;
@@ -460,7 +626,7 @@ int tls_conn_handshake(struct tls_conn *t)
 int tls_conn_read_to(struct tls_conn *t, char *dst, size_t cap, struct slice *plain)
 {
 	*plain = SLICE_NULL;
-	ERR_clear_error();
+	tls_err_reset();
 	int r = SSL_read(t->ssl, dst, cap > INT32_MAX ? INT32_MAX : (int)cap);
 	if (r > 0) {
 		*plain = slice_make(dst, (size_t)r);
@@ -479,12 +645,12 @@ int tls_conn_read(struct tls_conn *t, struct slice *plain)
 	return tls_conn_read_to(t, t->plain, TLS_PLAIN_SIZE, plain);
 }
 
-/* tls_conn_write - encrypt p[0..n) into wbio */
+/* tls_conn_write - encrypt p[0..n) into the send buffer */
 int tls_conn_write(struct tls_conn *t, const char *p, size_t n)
 {
 	while (n > 0) {
 		int chunk = n > TLS_PLAIN_SIZE ? TLS_PLAIN_SIZE : (int)n;
-		ERR_clear_error();
+		tls_err_reset();
 		int r = SSL_write(t->ssl, p, chunk);
 		if (r <= 0)
 			return RM_EPROTO; /* a memory BIO never pushes back */
@@ -494,33 +660,64 @@ int tls_conn_write(struct tls_conn *t, const char *p, size_t n)
 	return RM_OK;
 }
 
-/* tls_conn_out - move produced ciphertext into the send buffer */
-struct slice tls_conn_out(struct tls_conn *t)
+/* tls_conn_writev - encrypt v[0..n) in records as full as the pieces
+ * allow: pieces that fill a record alone are sealed in place, the rest
+ * gathered in the thread's staging buffer */
+int tls_conn_writev(struct tls_conn *t, const struct iovec *v, int n)
 {
-	size_t room = sizeof t->out - t->out_len;
-	if (room > 0 && BIO_ctrl_pending(t->wbio) > 0) {
-		int r = BIO_read(t->wbio, t->out + t->out_len, (int)room);
-		if (r > 0)
-			t->out_len += (size_t)r;
+	size_t staged = 0;
+
+	for (int i = 0; i < n; i++) {
+		const char *p = v[i].iov_base;
+		size_t len = v[i].iov_len;
+		while (len > 0) {
+			if (staged == 0 && len >= TLS_PLAIN_SIZE) {
+				size_t k = len - len % TLS_PLAIN_SIZE;
+				if (tls_conn_write(t, p, k) != RM_OK)
+					return RM_EPROTO;
+				p += k;
+				len -= k;
+				continue;
+			}
+			size_t k = TLS_PLAIN_SIZE - staged < len ? TLS_PLAIN_SIZE - staged : len;
+			memcpy(tls_stage + staged, p, k);
+			staged += k;
+			p += k;
+			len -= k;
+			if (staged == TLS_PLAIN_SIZE) {
+				if (tls_conn_write(t, tls_stage, staged) != RM_OK)
+					return RM_EPROTO;
+				staged = 0;
+			}
+		}
 	}
-	return slice_make(t->out, t->out_len);
+	return staged > 0 ? tls_conn_write(t, tls_stage, staged) : RM_OK;
 }
 
-/* tls_conn_sent - n bytes of the send buffer went out */
+/* tls_conn_out - the ciphertext waiting in the send buffer */
+struct slice tls_conn_out(struct tls_conn *t)
+{
+	if (t->out_off == t->out_len)
+		return slice_make(t->out, 0);
+	t->out_lent = true;
+	return slice_make(t->out + t->out_off, t->out_len - t->out_off);
+}
+
+/* tls_conn_sent - n bytes of the send buffer went out: the send is over */
 void tls_conn_sent(struct tls_conn *t, size_t n)
 {
-	if (n >= t->out_len) {
-		t->out_len = 0;
-		return;
-	}
-	memmove(t->out, t->out + n, t->out_len - n);
-	t->out_len -= n;
+	t->out_lent = false;
+	free(t->out_old);
+	t->out_old = NULL;
+	t->out_off += n < t->out_len - t->out_off ? n : t->out_len - t->out_off;
+	if (t->out_off == t->out_len)
+		t->out_off = t->out_len = 0;
 }
 
 /* tls_conn_out_pending - ciphertext waits to be sent */
 bool tls_conn_out_pending(const struct tls_conn *t)
 {
-	return t->out_len > 0 || BIO_ctrl_pending(t->wbio) > 0;
+	return t->out_off < t->out_len;
 }
 
 /* tls_conn_version - "TLSv1.2", "TLSv1.3"; "" before the handshake */

@@ -4,14 +4,16 @@
  * call is inside tls.c, so OpenSSL 3 can be chosen at build time). The
  * shard's ring reads and writes the socket; a tls_conn only turns
  * ciphertext into plaintext and back:
- *   tls_conn_push(ciphertext from recv)
+ *   tls_conn_push(ciphertext from recv), or tls_conn_lend() to have it
+ *     read in place from the host's receive buffer
  *   tls_conn_handshake() until RM_OK (RM_AGAIN: push more input and send
  *     what tls_conn_out() holds)
  *   tls_conn_read() -> plaintext in the connection's own buffer (a slice
  *     that stays valid until tls_conn_read is called again), or
  *     tls_conn_read_to() -> plaintext in a buffer the host gives, so it can
  *     decrypt the next record while a store write still reads the last
- *   tls_conn_write(replies) -> ciphertext, then tls_conn_out() / _sent()
+ *   tls_conn_write(replies) or tls_conn_writev(pieces) -> ciphertext,
+ *     then tls_conn_out() / _sent()
  * Nothing blocks and nothing touches a file descriptor.
  *
  * Contexts are refcounted. A tls_slot holds the current one for a role and
@@ -32,6 +34,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "core/err.h"
 #include "core/slice.h"
@@ -102,8 +105,21 @@ void tls_conn_resume(struct tls_conn *t, const char *key);
 /* tls_conn_free - free; returns NULL */
 struct tls_conn *tls_conn_free(struct tls_conn *t);
 
-/* tls_conn_push - ciphertext received from the peer */
+/* tls_conn_push - ciphertext received from the peer (copied: p may be
+ * reused when this returns) */
 RM_MUST_USE int tls_conn_push(struct tls_conn *t, const char *p, size_t n);
+
+/* tls_conn_lend - ciphertext received from the peer, read in place: p[0..n)
+ * must stay valid and unchanged until tls_conn_handshake or tls_conn_read*
+ * returned RM_AGAIN (all of it was read then), or until the next
+ * _push/_lend/_free (what was left of it is copied then). Never lend a
+ * buffer that plaintext is decrypted into. RM_ENOMEM when keeping the
+ * previous buffer's rest failed. */
+RM_MUST_USE int tls_conn_lend(struct tls_conn *t, const char *p, size_t n);
+
+/* tls_conn_unlend - the lent buffer is taken back unread (the input is
+ * being dropped: the connection closes) */
+void tls_conn_unlend(struct tls_conn *t);
 
 /* tls_conn_handshake - advance the handshake: RM_OK done, RM_AGAIN wants
  * more input, RM_EPROTO failed (the peer spoke no TLS or was refused) */
@@ -121,11 +137,17 @@ RM_MUST_USE int tls_conn_read(struct tls_conn *t, struct slice *plain);
  * never allocated; *plain points into dst */
 RM_MUST_USE int tls_conn_read_to(struct tls_conn *t, char *dst, size_t cap, struct slice *plain);
 
-/* tls_conn_write - encrypt p[0..n) (all of it) into the pending output */
+/* tls_conn_write - encrypt p[0..n) (all of it) into the pending output,
+ * in records of at most TLS_PLAIN_SIZE */
 RM_MUST_USE int tls_conn_write(struct tls_conn *t, const char *p, size_t n);
 
-/* tls_conn_out - ciphertext to send: moves what the library produced into
- * the connection's send buffer and returns it; stable until _sent */
+/* tls_conn_writev - encrypt the pieces v[0..n) in order, gathered into
+ * full records (a message's pieces do not each become a record) */
+RM_MUST_USE int tls_conn_writev(struct tls_conn *t, const struct iovec *v, int n);
+
+/* tls_conn_out - ciphertext to send: everything the library produced,
+ * in the connection's send buffer; stable until _sent, even when more is
+ * written meanwhile */
 struct slice tls_conn_out(struct tls_conn *t);
 
 /* tls_conn_sent - n bytes of tls_conn_out went out */

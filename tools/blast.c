@@ -295,21 +295,26 @@ static void iov_advance(struct bconn *c, size_t n)
 }
 
 /* tls_send - encrypt up to one record's worth of the slices left in c->iov
- * (when little ciphertext waits, so small records share a send) and send
- * the ciphertext: 1 a send started, 0 nothing left, -1 the library failed */
+ * as one record (when little ciphertext waits, so small records share a
+ * send) and send the ciphertext: 1 a send started, 0 nothing left, -1 the
+ * library failed */
 static int tls_send(struct worker *w, struct bconn *c)
 {
 	struct slice s = tls_conn_out(c->tls);
 
-	if (s.len < BLAST_TLS_COALESCE) {
-		size_t budget = TLS_PLAIN_SIZE;
-		while (c->niov > 0 && budget > 0) {
-			size_t n = c->iov[0].iov_len < budget ? c->iov[0].iov_len : budget;
-			if (tls_conn_write(c->tls, c->iov[0].iov_base, n) != RM_OK)
-				return -1;
-			iov_advance(c, n);
-			budget -= n;
+	if (s.len < BLAST_TLS_COALESCE && c->niov > 0) {
+		struct iovec v[sizeof c->iov / sizeof c->iov[0]];
+		size_t budget = TLS_PLAIN_SIZE, took = 0;
+		int n = 0;
+		for (; n < c->niov && took < budget; n++) {
+			v[n] = c->iov[n];
+			if (v[n].iov_len > budget - took)
+				v[n].iov_len = budget - took;
+			took += v[n].iov_len;
 		}
+		if (tls_conn_writev(c->tls, v, n) != RM_OK)
+			return -1;
+		iov_advance(c, took);
 		s = tls_conn_out(c->tls);
 	}
 	if (s.len == 0)
