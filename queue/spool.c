@@ -123,7 +123,7 @@ struct spool {
 	uint64_t next_tag;
 	struct sp_ent *ents;
 	size_t nent, ent_cap, ndead;
-	uint32_t *ht; /* entry index + 1, 0 empty */
+	uint64_t *ht; /* the hash's high half << 32 | entry index + 1; 0 empty */
 	size_t ht_cap;
 	uint32_t *fin;
 	size_t nfin, fin_cap;
@@ -385,16 +385,21 @@ static size_t sp_hash(const char *id, size_t len)
 	return (size_t)h;
 }
 
-/* sp_ht_slot - the hash slot of id: its entry's or the empty one */
-static size_t sp_ht_slot(const struct spool *sp, struct slice id)
+/* sp_ht_slot - the hash slot of id: its entry's or the empty one; *tag
+ * gets the high half of its hash, which the slot keeps beside the index so
+ * that a probe past another entry (and a miss) need not read the entry */
+static size_t sp_ht_slot(const struct spool *sp, struct slice id, uint64_t *tag)
 {
-	size_t m = sp->ht_cap - 1, i = sp_hash(id.ptr, id.len) & m;
+	uint64_t h = sp_hash(id.ptr, id.len);
+	size_t m = sp->ht_cap - 1, i = (size_t)h & m;
 
-	while (sp->ht[i]) {
-		const struct sp_ent *e = &sp->ents[sp->ht[i] - 1];
+	*tag = h & 0xffffffff00000000ull;
+	for (; sp->ht[i]; i = (i + 1) & m) {
+		if ((sp->ht[i] & 0xffffffff00000000ull) != *tag)
+			continue;
+		const struct sp_ent *e = &sp->ents[(uint32_t)sp->ht[i] - 1];
 		if (id.len == MSGID_LEN && memcmp(e->id, id.ptr, MSGID_LEN) == 0)
 			break;
-		i = (i + 1) & m;
 	}
 	return i;
 }
@@ -403,13 +408,14 @@ static size_t sp_ht_slot(const struct spool *sp, struct slice id)
 static struct sp_ent *sp_ent_find(struct spool *sp, struct slice id)
 {
 	struct sp_ent *e;
+	uint64_t tag;
 
 	if (!sp->ht_cap || id.len != MSGID_LEN)
 		return NULL;
-	size_t i = sp_ht_slot(sp, id);
+	size_t i = sp_ht_slot(sp, id, &tag);
 	if (!sp->ht[i])
 		return NULL;
-	e = &sp->ents[sp->ht[i] - 1];
+	e = &sp->ents[(uint32_t)sp->ht[i] - 1];
 	return e->dead ? NULL : e;
 }
 
@@ -438,7 +444,7 @@ static void sp_recent_drop(struct spool *sp)
 /* sp_rehash - rebuild the table, dropping dead entries when asked */
 static bool sp_rehash(struct spool *sp, size_t cap, bool compact)
 {
-	uint32_t *ht = calloc(cap, sizeof *ht);
+	uint64_t *ht = calloc(cap, sizeof *ht), tag;
 	size_t n = 0;
 
 	if (!ht)
@@ -454,8 +460,8 @@ static bool sp_rehash(struct spool *sp, size_t cap, bool compact)
 		if (compact)
 			sp->ents[n] = sp->ents[i];
 		size_t k = compact ? n : i;
-		size_t s = sp_ht_slot(sp, slice_make(sp->ents[k].id, MSGID_LEN));
-		sp->ht[s] = (uint32_t)k + 1;
+		size_t s = sp_ht_slot(sp, slice_make(sp->ents[k].id, MSGID_LEN), &tag);
+		sp->ht[s] = tag | ((uint64_t)k + 1);
 		n++;
 	}
 	if (compact) {
@@ -474,6 +480,7 @@ static bool sp_rehash(struct spool *sp, size_t cap, bool compact)
 static struct sp_ent *sp_ent_add(struct spool *sp, const char *id)
 {
 	struct sp_ent *e;
+	uint64_t tag;
 
 	if (!sp->recovering && sp->ndead > 1024 && sp->ndead > sp->nent / 2 && sp->nfin == 0)
 		if (!sp_rehash(sp, sp->ht_cap, true))
@@ -486,7 +493,8 @@ static struct sp_ent *sp_ent_add(struct spool *sp, const char *id)
 	e = &sp->ents[sp->nent];
 	memset(e, 0, sizeof *e);
 	memcpy(e->id, id, MSGID_LEN);
-	sp->ht[sp_ht_slot(sp, slice_make(id, MSGID_LEN))] = (uint32_t)++sp->nent;
+	size_t s = sp_ht_slot(sp, slice_make(id, MSGID_LEN), &tag);
+	sp->ht[s] = tag | ++sp->nent;
 	return e;
 }
 
