@@ -20,6 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/buf.h"
+
 #define EVLOG_LINE_MAX 2048
 #define EVLOG_BATCH_MAX 4096 /* PIPE_BUF: a write to a pipe is atomic */
 
@@ -225,9 +227,16 @@ void evlog_received(const char *queue_id, const char *client, const char *from, 
 	line_kv(&l, "id", queue_id);
 	line_kv(&l, "client", client);
 	line_kv(&l, "from", from);
-	snprintf(num, sizeof num, "%u", nrcpt);
+	struct buf b;
+	buf_init(&b, num, sizeof num - 1);
+	if (buf_put_u64(&b, nrcpt) != RM_OK) /* 20 digits at most: fits */
+		b.len = 0;
+	num[b.len] = '\0';
 	line_kv(&l, "nrcpt", num);
-	snprintf(num, sizeof num, "%llu", (unsigned long long)size);
+	b.len = 0;
+	if (buf_put_u64(&b, size) != RM_OK)
+		b.len = 0;
+	num[b.len] = '\0';
 	line_kv(&l, "size", num);
 	line_end(&l, false);
 }

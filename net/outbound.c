@@ -401,6 +401,21 @@ static void ob_domain(struct slice addr, char *out, size_t cap)
 	out[n] = '\0';
 }
 
+/* ob_key - pre and s into key (cap bytes), cut to fit; once per recipient
+ * per queued message, so no printf */
+static void ob_key(char *key, size_t cap, const char *pre, const char *s)
+{
+	size_t a = strlen(pre), b = strlen(s);
+
+	if (a > cap - 1)
+		a = cap - 1;
+	if (b > cap - 1 - a)
+		b = cap - 1 - a;
+	memcpy(key, pre, a);
+	memcpy(key + a, s, b);
+	key[a + b] = '\0';
+}
+
 /* ob_route - the destination of a recipient: key and hop (NULL for MX) */
 static const struct outbound_hop *ob_route(const struct outbound_cfg *g, struct slice addr, char *key,
 					   size_t cap)
@@ -409,15 +424,15 @@ static const struct outbound_hop *ob_route(const struct outbound_cfg *g, struct 
 	ob_domain(addr, dom, sizeof dom);
 	for (size_t i = 0; i < g->nroutes; i++) {
 		if (strcmp(g->routes[i].domain, dom) == 0) {
-			snprintf(key, cap, "%s", g->routes[i].hop.text);
+			ob_key(key, cap, "", g->routes[i].hop.text);
 			return &g->routes[i].hop;
 		}
 	}
 	if (g->smarthost != NULL) {
-		snprintf(key, cap, "%s", g->smarthost->text);
+		ob_key(key, cap, "", g->smarthost->text);
 		return g->smarthost;
 	}
-	snprintf(key, cap, "mx:%s", dom);
+	ob_key(key, cap, "mx:", dom);
 	return NULL;
 }
 
@@ -468,7 +483,7 @@ static void ob_queued(void *arg, const struct store_spool_ref *ref, const char *
 	 * (a few recipients, the Received: header) fits in 1 KiB, larger ones
 	 * take more chunks. A 4 KiB first chunk cost 4.6 KB per queued message. */
 	arena_init(&m->a, &rm_alloc_libc, 1 << 10, SPOOL_REC_MAX * 2ull);
-	snprintf(m->id, sizeof m->id, "%s", id);
+	ob_key(m->id, sizeof m->id, "", id);
 	m->ref = ref;
 	if (spool_msg_load(ref->sp, slice_cstr(m->id), &m->a, &m->env) != RM_OK) {
 		arena_free(&m->a);

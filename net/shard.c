@@ -48,6 +48,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "core/buf.h"
 #include "core/smtp_reply.h"
 #include "core/smtp_server.h"
 #include "net/evlog.h"
@@ -833,9 +834,15 @@ static void store_committed(void *ctx, uint64_t token, int status)
 		STAT_ADD(sh, messages_received, 1);
 		STAT_ADD(sh, received_bytes, size);
 		if (!sh->srv->cfg.quiet) {
-			if (tx != NULL)
-				snprintf(from, sizeof from, "<%.*s>", (int)tx->from.mailbox.len,
-					 tx->from.mailbox.ptr);
+			if (tx != NULL) {
+				/* fits: a mailbox is at most SMTP_PATH_MAX - 2 */
+				struct buf b;
+				buf_init(&b, from, sizeof from - 1);
+				if (buf_put(&b, "<", 1) != RM_OK || buf_put_slice(&b, tx->from.mailbox) != RM_OK ||
+				    buf_put(&b, ">", 1) != RM_OK)
+					b.len = 0;
+				from[b.len] = '\0';
+			}
 			evlog_received(c->qid, c->addr, from, tx ? (unsigned)tx->nrcpt : 0, size);
 		}
 	} else {
