@@ -75,6 +75,11 @@ size_t smtp_data_scan(struct smtp_data *d, const char *in, size_t len, struct sm
  * (a normalised CRLF or a re-emitted held-back byte), not in any input */
 bool smtp_data_slice_static(struct slice s);
 
+/* smtp_data_avx2 - for tests and benchmarks: scan with the AVX2 blocks (on)
+ * or the SSE2 ones; false when the CPU or the build cannot do as asked. The
+ * default is the CPU's best. Not for use while another thread scans. */
+bool smtp_data_avx2(bool on);
+
 /* smtp_data_done - the terminating CRLF.CRLF has been consumed */
 static inline bool smtp_data_done(const struct smtp_data *d)
 {

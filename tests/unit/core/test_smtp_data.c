@@ -392,6 +392,51 @@ static void test_random_vs_model(void **st)
 	}
 }
 
+/* test_events_in_blocks - a bare LF, a line-start dot or the terminator at
+ * every offset of a run of quiet CRLF lines: the block scan finds each
+ * wherever it falls in its 32- and 16-byte blocks, fed in random pieces */
+static void test_events_in_blocks(void **st)
+{
+	(void)st;
+	uint64_t seed = 0xb10c5ull;
+	char buf[256];
+
+	for (unsigned kind = 0; kind < 3; kind++) {
+		for (size_t k = 2; k < 180; k++) {
+			size_t len = 200;
+			for (size_t i = 0; i < len; i++)
+				buf[i] = i % 31 == 29 ? '\r' : i % 31 == 30 ? '\n' : (char)('a' + i % 26);
+			if (kind == 0) {
+				buf[k - 1] = 'x';
+				buf[k] = '\n'; /* bare */
+			} else {
+				buf[k - 1] = '\r';
+				buf[k] = '\n';
+				buf[k + 1] = '.';
+				if (kind == 2) {
+					buf[k + 2] = '\r';
+					buf[k + 3] = '\n';
+				}
+			}
+			memcpy(buf + len, "\r\n.\r\n", 5);
+			one_random(&seed, buf, len + 5, false, (unsigned)(kind * 1000 + k));
+		}
+	}
+}
+
+/* test_sse2_blocks - the table, the random bodies and the block offsets
+ * again with the SSE2 block scan (the rest ran with the CPU's best) */
+static void test_sse2_blocks(void **st)
+{
+	bool avx2 = smtp_data_avx2(true);
+	assert_true(smtp_data_avx2(false));
+	test_table(st);
+	test_random_vs_model(st);
+	test_events_in_blocks(st);
+	if (avx2)
+		assert_true(smtp_data_avx2(true));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -401,6 +446,8 @@ int main(void)
 		cmocka_unit_test(test_header_across_buffers),
 		cmocka_unit_test(test_raw_bdat_chunks),
 		cmocka_unit_test(test_random_vs_model),
+		cmocka_unit_test(test_events_in_blocks),
+		cmocka_unit_test(test_sse2_blocks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
