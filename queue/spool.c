@@ -28,6 +28,19 @@
 #define SPOOL_REQ_DEFAULT 4096u
 #define SPOOL_NAME_MAX 32
 #define SPOOL_HEALTHY UINT64_MAX
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SP_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SP_SANITIZED 1
+#endif
+#endif
+#ifdef SP_SANITIZED
+#define SP_TX_POOL 0u   /* every transaction freed, for the sanitizers */
+#else
+#define SP_TX_POOL 256u /* finished transactions kept for reuse */
+#endif
+#define SP_TX_POOL_EXT 64u /* a pooled transaction keeps at most this many extents */
 
 struct sp_req;
 
@@ -120,6 +133,8 @@ struct spool {
 	unsigned nreq;
 	struct spool_tx *committing;
 	struct spool_tx *txs;     /* all, so that closing frees them */
+	struct spool_tx *tx_pool; /* freed ones, their arrays kept, for reuse */
+	unsigned ntx_pool;
 	uint64_t next_tag;
 	struct sp_ent *ents;
 	size_t nent, ent_cap, ndead;
@@ -367,10 +382,25 @@ static void sp_tx_free(struct spool *sp, struct spool_tx *tx)
 		sp->txs = tx->anext;
 	if (tx->anext)
 		tx->anext->aprev = tx->aprev;
-	free(tx->ext);
-	free(tx->pins);
 	free(tx->body);
 	free(tx->crec);
+#if SP_TX_POOL > 0
+	if (sp->ntx_pool < SP_TX_POOL) {
+		/* kept with its extent and pin arrays: a message per session
+		 * per turn would otherwise cost four allocations */
+		if (tx->ext_cap > SP_TX_POOL_EXT) {
+			free(tx->ext);
+			tx->ext = NULL;
+			tx->ext_cap = 0;
+		}
+		tx->anext = sp->tx_pool;
+		sp->tx_pool = tx;
+		sp->ntx_pool++;
+		return;
+	}
+#endif
+	free(tx->ext);
+	free(tx->pins);
 	free(tx);
 }
 
@@ -851,10 +881,18 @@ void spool_run(struct spool *sp)
 /* spool_tx_begin - a new transaction */
 struct spool_tx *spool_tx_begin(struct spool *sp, void *cookie)
 {
-	struct spool_tx *tx = calloc(1, sizeof *tx);
+	struct spool_tx *tx = sp->tx_pool;
 
-	if (!tx)
+	if (tx) {
+		struct spool_extent *ext = tx->ext;
+		struct sp_pin *pins = tx->pins;
+		uint32_t ext_cap = tx->ext_cap, pin_cap = tx->pin_cap;
+		sp->tx_pool = tx->anext;
+		sp->ntx_pool--;
+		*tx = (struct spool_tx){ .ext = ext, .ext_cap = ext_cap, .pins = pins, .pin_cap = pin_cap };
+	} else if (!(tx = calloc(1, sizeof *tx))) {
 		return NULL;
+	}
 	tx->cookie = cookie;
 	tx->tag = ++sp->next_tag;
 	tx->anext = sp->txs;
@@ -1194,6 +1232,13 @@ struct spool *spool_close(struct spool *sp)
 		return NULL;
 	while (sp->txs)
 		sp_tx_free(sp, sp->txs);
+	while (sp->tx_pool) {
+		struct spool_tx *tx = sp->tx_pool;
+		sp->tx_pool = tx->anext;
+		free(tx->ext);
+		free(tx->pins);
+		free(tx);
+	}
 	while (sp->files)
 		sp_file_drop(sp, sp->files, false);
 	for (unsigned i = 0; i < sp->nreq; i++)
