@@ -96,6 +96,7 @@
 #define OB_RBUF 65536
 #define OB_IOV 128
 #define OB_TEXT 256             /* reply text kept per recipient */
+#define OB_SMALL_RCPT 32        /* recipients whose index lists fit the stack */
 #define OB_MX_KEEP_MS 60000     /* an MX answer (or a permanent failure) is kept */
 #define O_DNS 15u               /* the resolver's operations (net/dns.h ud_base) */
 #define OB_CTL_SLOTS 1024u      /* control requests and hand-offs waiting per shard */
@@ -493,12 +494,17 @@ static void ob_queued(void *arg, const struct store_spool_ref *ref, const char *
 	m->total = m->env.received.len + spool_env_body_len(&m->env);
 	m->sm.arrival_us = m->env.arrival_us;
 	m->sm.nrcpt = m->env.nrcpt;
-	uint32_t *todo = malloc(sizeof(uint32_t) * (m->env.nrcpt + 1u));
-	uint32_t *grp = malloc(sizeof(uint32_t) * (m->env.nrcpt + 1u));
+	/* recipient index lists: on the stack for the usual few */
+	uint32_t small[2][OB_SMALL_RCPT];
+	bool big = m->env.nrcpt >= OB_SMALL_RCPT;
+	uint32_t *todo = big ? malloc(sizeof(uint32_t) * (m->env.nrcpt + 1u)) : small[0];
+	uint32_t *grp = big ? malloc(sizeof(uint32_t) * (m->env.nrcpt + 1u)) : small[1];
 	uint32_t ntodo = 0;
 	if (todo == NULL || grp == NULL) {
-		free(todo);
-		free(grp);
+		if (big) {
+			free(todo);
+			free(grp);
+		}
 		arena_free(&m->a);
 		free(m);
 		goto fail;
@@ -541,8 +547,10 @@ static void ob_queued(void *arg, const struct store_spool_ref *ref, const char *
 			evlog_msg("error", "delivery", "out of memory queueing a message");
 		}
 	}
-	free(todo);
-	free(grp);
+	if (big) {
+		free(todo);
+		free(grp);
+	}
 	if (m->sm.jobs == 0)
 		ob_msg_free(d, m);
 	return;
