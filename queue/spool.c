@@ -1113,11 +1113,14 @@ int spool_msg_load(struct spool *sp, struct slice id, struct arena *a, struct sp
 	if (!f || !p)
 		return f ? RM_ENOMEM : RM_EIO;
 	if (e->crec != NULL) {
-		/* just made durable: the bytes written, still in memory */
+		/* just made durable: the bytes this spool encoded, still in
+		 * memory and never read back, so no CRC to check */
 		memcpy(p, e->crec, e->len);
 		free(e->crec);
 		e->crec = NULL;
-	} else if (sp_pread_all(sp, f->fd, p, e->len, e->off) != RM_OK) {
+		return spool_rec_commit_decode(slice_make(p + SPOOL_REC_HDR, e->len - SPOOL_REC_HDR), a, out);
+	}
+	if (sp_pread_all(sp, f->fd, p, e->len, e->off) != RM_OK) {
 		return RM_EIO;
 	}
 	if (spool_rec_next(p, e->len, &rec, &used) != SPOOL_SCAN_OK || rec.type != SPOOL_REC_COMMIT)
