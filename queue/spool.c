@@ -52,6 +52,8 @@ struct sp_file {
 	uint64_t tail;      /* reserved end: the next append goes here */
 	uint64_t durable;   /* synced through this offset */
 	uint64_t want;      /* completed commits or journal records end here */
+	uint64_t dep_seq;   /* journal: its final records wait for the commits
+			     * numbered up to this to be durable */
 	uint64_t bad_from;  /* first byte a failed write or sync left unknown */
 	bool syncing, sealed;
 	bool sync_waited;   /* the last flush let writes in flight finish */
@@ -96,6 +98,7 @@ struct spool_tx {
 	bool committing, commit_written, aborted, forward;
 	uint32_t cseg, clen, nrcpt;
 	uint64_t coff;
+	uint64_t seq;       /* commit order, from sp_tx_link */
 	char id[MSGID_LEN + 1];
 	char *crec; /* the commit record, once written */
 	char *body; /* copy-forward: the body being rewritten */
@@ -131,11 +134,12 @@ struct spool {
 	uint32_t next_seg, next_jrn;
 	struct sp_req *reqs, *free_req, *qhead, *qtail;
 	unsigned nreq;
-	struct spool_tx *committing;
+	struct spool_tx *committing, *committing_tail; /* newest first; commit_seq order */
 	struct spool_tx *txs;     /* all, so that closing frees them */
 	struct spool_tx *tx_pool; /* freed ones, their arrays kept, for reuse */
 	unsigned ntx_pool;
 	uint64_t next_tag;
+	uint64_t commit_seq;      /* the last commit's number */
 	struct sp_ent *ents;
 	size_t nent, ent_cap, ndead;
 	uint64_t *ht; /* the hash's high half << 32 | entry index + 1; 0 empty */
@@ -372,6 +376,37 @@ static void sp_unpin(struct spool *sp, uint32_t seg)
 		f->pins--;
 }
 
+/* sp_tx_link - tx is committing: put it on the committing list */
+static void sp_tx_link(struct spool *sp, struct spool_tx *tx)
+{
+	tx->committing = true;
+	tx->seq = ++sp->commit_seq;
+	tx->cprev = NULL;
+	tx->clink = sp->committing;
+	if (sp->committing)
+		sp->committing->cprev = tx;
+	else
+		sp->committing_tail = tx;
+	sp->committing = tx;
+}
+
+/* sp_tx_unlink - take tx off the committing list (in O(1): a thousand
+ * sessions keep a thousand transactions on it) */
+static void sp_tx_unlink(struct spool *sp, struct spool_tx *tx)
+{
+	if (!tx->committing)
+		return;
+	if (tx->cprev)
+		tx->cprev->clink = tx->clink;
+	else if (sp->committing == tx)
+		sp->committing = tx->clink;
+	if (tx->clink)
+		tx->clink->cprev = tx->cprev;
+	else if (sp->committing_tail == tx)
+		sp->committing_tail = tx->cprev;
+	tx->clink = tx->cprev = NULL;
+}
+
 /* sp_tx_free - free a transaction (its writes have completed, or the
  * spool is closing) */
 static void sp_tx_free(struct spool *sp, struct spool_tx *tx)
@@ -382,6 +417,7 @@ static void sp_tx_free(struct spool *sp, struct spool_tx *tx)
 		sp->txs = tx->anext;
 	if (tx->anext)
 		tx->anext->aprev = tx->aprev;
+	sp_tx_unlink(sp, tx); /* a no-op unless it is still committing */
 	free(tx->body);
 	free(tx->crec);
 #if SP_TX_POOL > 0
@@ -573,32 +609,6 @@ static void sp_report(struct spool *sp, struct spool_tx *tx, int status)
 		sp->st.failed++;
 	else
 		sp->st.commits++;
-}
-
-/* sp_tx_link - tx is committing: put it on the committing list */
-static void sp_tx_link(struct spool *sp, struct spool_tx *tx)
-{
-	tx->committing = true;
-	tx->cprev = NULL;
-	tx->clink = sp->committing;
-	if (sp->committing)
-		sp->committing->cprev = tx;
-	sp->committing = tx;
-}
-
-/* sp_tx_unlink - take tx off the committing list (in O(1): a thousand
- * sessions keep a thousand transactions on it) */
-static void sp_tx_unlink(struct spool *sp, struct spool_tx *tx)
-{
-	if (!tx->committing)
-		return;
-	if (tx->cprev)
-		tx->cprev->clink = tx->clink;
-	else if (sp->committing == tx)
-		sp->committing = tx->clink;
-	if (tx->clink)
-		tx->clink->cprev = tx->cprev;
-	tx->clink = tx->cprev = NULL;
 }
 
 /* sp_tx_durable - tx is durable: index it and report success */
@@ -817,6 +827,18 @@ bool spool_req_next(struct spool *sp, struct spool_req *out)
 	return true;
 }
 
+/* sp_journal_may_sync - a journal's final records become durable only
+ * after every commit queued before them: a delivery report (DSN) is
+ * committed before the record that finishes the recipient it reports on,
+ * so a power cut cannot keep the record and lose the report. The commits
+ * still waiting are the committing list; they end within a sync or two
+ * (durable or failed), so the journal is held back by as much. */
+static bool sp_journal_may_sync(const struct spool *sp, const struct sp_file *f)
+{
+	/* the list's tail is its oldest commit */
+	return sp->committing_tail == NULL || sp->committing_tail->seq > f->dep_seq;
+}
+
 /* spool_flush - queue one fdatasync per file with completed work waiting */
 void spool_flush(struct spool *sp)
 {
@@ -825,6 +847,8 @@ void spool_flush(struct spool *sp)
 		uint64_t fr = sp_frontier(f);
 		struct sp_req *r;
 		if (f->syncing || f->want <= f->durable || fr <= f->durable)
+			continue;
+		if (f->journal && !sp_journal_may_sync(sp, f))
 			continue;
 		if (f->wq_head && !f->sync_waited) {
 			/* Writes of this file are in flight (those of this
@@ -1062,6 +1086,8 @@ int spool_journal(struct spool *sp, const struct spool_jrec *j)
 	r->iov[0] = (struct iovec){ r->own, len };
 	r->iovcnt = 1;
 	r->lazy = j->outcome == SPOOL_OUT_DEFERRED;
+	if (!r->lazy)
+		f->dep_seq = sp->commit_seq; /* see sp_journal_may_sync */
 	sp_write(sp, f, r, len);
 	if (sp_ent_outcome(e, j->rcpt, j->outcome)) {
 		e->finishing = true;

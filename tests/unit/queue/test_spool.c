@@ -800,6 +800,79 @@ static void test_id_before_commit(void **st)
 	fx_teardown(&fx);
 }
 
+/* do_requests - execute q[0..n) through fx's backend */
+static void do_requests(struct fixture *fx, const struct spool_req *q, int n)
+{
+	for (int i = 0; i < n; i++)
+		spool_req_done(fx->sp, q[i].id,
+			       q[i].op == SPOOL_OP_WRITE
+				       ? fx->io.pwritev(fx->io.ctx, q[i].fd, q[i].iov, q[i].iovcnt, q[i].off)
+				       : fx->io.fdatasync(fx->io.ctx, q[i].fd));
+}
+
+/* A journal's final record becomes durable only after every commit queued
+ * before it (a delivery report before the record that finishes the
+ * recipient it reports on): its fdatasync waits for theirs, even when its
+ * own write completed first. */
+static void test_journal_waits_for_earlier_commits(void **st)
+{
+	(void)st;
+	struct fixture fx;
+	struct tmsg m[2];
+	uint64_t seed = 41;
+	struct spool_recovery rec;
+	struct spool_req w[64], q[64];
+	int nw, n, nsync;
+
+	fx_setup(&fx);
+	fx_open(&fx, 0, &rec);
+	spool_recovery_free(&rec);
+	tmsg_make(&m[0], 1, &seed);
+	tmsg_make(&m[1], 1, &seed);
+	assert_int_equal(spool_tx_commit(fx.sp, tmsg_send(fx.sp, &m[0]), &m[0].env), 0);
+	assert_int_equal(collect(fx.sp, 0), 1);
+	/* m[1] (the report) committed, its writes still in the kernel */
+	assert_int_equal(spool_tx_commit(fx.sp, tmsg_send(fx.sp, &m[1]), &m[1].env), 0);
+	nw = take_requests(fx.sp, w, 64, &nsync);
+	assert_true(nw > 0);
+	int segfd = w[0].fd;
+	/* then the record that finishes m[0]: written at once */
+	struct spool_jrec j = { slice_cstr(m[0].id), SPOOL_RCPT_ALL, SPOOL_OUT_BOUNCED, 0, 1,
+				SLICE_LIT("550 5.1.1 no such user") };
+	assert_int_equal(spool_journal(fx.sp, &j), 0);
+	n = take_requests(fx.sp, q, 64, &nsync);
+	assert_int_equal(n, 1);
+	int jfd = q[0].fd;
+	assert_int_not_equal(jfd, segfd);
+	do_requests(&fx, q, n);
+	for (int round = 0; round < 3; round++) {
+		spool_flush(fx.sp); /* the journal must not sync before m[1] */
+		assert_int_equal(take_requests(fx.sp, q, 64, &nsync), 0);
+	}
+	do_requests(&fx, w, nw);
+	spool_flush(fx.sp);
+	n = take_requests(fx.sp, q, 64, &nsync);
+	assert_int_equal(n, 1); /* the segment's sync alone */
+	assert_int_equal(q[0].op, SPOOL_OP_SYNC);
+	assert_int_equal(q[0].fd, segfd);
+	do_requests(&fx, q, n);
+	assert_int_equal(collect_done(fx.sp), 1);
+	spool_flush(fx.sp);
+	n = take_requests(fx.sp, q, 64, &nsync);
+	assert_int_equal(n, 1); /* now the journal's */
+	assert_int_equal(q[0].op, SPOOL_OP_SYNC);
+	assert_int_equal(q[0].fd, jfd);
+	do_requests(&fx, q, n);
+
+	fx_open(&fx, 0, &rec);
+	assert_int_equal(rec.nmsg, 1); /* m[0] finished, m[1] kept */
+	assert_memory_equal(rec.msg[0].env.id.ptr, m[1].id, MSGID_LEN);
+	spool_recovery_free(&rec);
+	for (int i = 0; i < 2; i++)
+		free(m[i].body);
+	fx_teardown(&fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -815,6 +888,7 @@ int main(void)
 		cmocka_unit_test(test_lock_exclusion),
 		cmocka_unit_test(test_stale_completion),
 		cmocka_unit_test(test_id_before_commit),
+		cmocka_unit_test(test_journal_waits_for_earlier_commits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
