@@ -112,6 +112,12 @@ enum ob_op { O_CONNECT = 1, O_LTIMEOUT, O_RECV, O_SEND, O_READ, O_CLOSE, O_TLSRE
 enum ob_state { OC_FREE = 0, OC_CONNECTING, OC_OPEN, OC_CLOSING };
 enum ob_body { B_NONE = 0, B_BODY, B_DONE, B_GATHER };
 
+/* The journal record of a recipient in a report that is not queued yet. */
+struct ob_dsn_j {
+	uint32_t attempts;
+	enum spool_outcome outcome;
+};
+
 struct ob_msg {
 	struct sched_msg sm;
 	const struct store_spool_ref *ref;
@@ -121,6 +127,8 @@ struct ob_msg {
 	uint64_t total;            /* Received: + body */
 	uint32_t busy;             /* jobs taken and not yet finished */
 	struct outbound_dsn_item *dsn; /* outcomes for this round's report */
+	struct ob_dsn_j *dsn_j;    /* their journal records, written once the
+				    * report is queued (ob_dsn_flush) */
 	uint32_t ndsn;
 	bool deleted;              /* by the control socket: never sent again */
 	struct ob_carry *carry;    /* a carrier's proxy of another shard's job */
@@ -465,6 +473,7 @@ static void ob_msg_free(struct ob *d, struct ob_msg *m)
 		m->next->prev = m->prev;
 	arena_free(&m->a);
 	free(m->dsn);
+	free(m->dsn_j);
 	free(m);
 	d->nmsgs--;
 	__atomic_store_n(&d->env.stats->queue_messages, d->nmsgs, __ATOMIC_RELAXED);
@@ -584,11 +593,22 @@ static void ob_log(const struct ob_msg *m, uint32_t r, const char *hop, const ch
 	evlog_delivery(m->id, to, hop, outcome, delay_ms, reply, next_us > now ? (next_us - now + 999999) / 1000000 : 0);
 }
 
+/* ob_journal - write a recipient's journal record */
+static void ob_journal(struct ob_msg *m, const struct spool_jrec *jr)
+{
+	if (spool_journal(m->ref->sp, jr) != RM_OK)
+		evlog_msg("warn", "delivery", "journal record not written: the recipient may be tried again");
+}
+
 /* ob_dsn_add - keep a recipient's outcome for the message's report when
  * it is reported on: failed (bounced, expired: Status 4.4.7), or relayed
- * to a hop that does not pass DSN on (NOTIFY=SUCCESS) */
-static void ob_dsn_add(struct ob *d, struct ob_msg *m, uint32_t r, enum sched_rstate st, const char *text,
-		       const char *hop)
+ * to a hop that does not pass DSN on (NOTIFY=SUCCESS). True when it is
+ * kept: its journal record jr then waits for ob_dsn_flush, which writes
+ * it after the report is queued (the spool makes it durable no earlier
+ * than the report, so a crash cannot finish the recipient and lose the
+ * report). */
+static bool ob_dsn_add(struct ob *d, struct ob_msg *m, uint32_t r, enum sched_rstate st, const char *text,
+		       const char *hop, const struct spool_jrec *jr)
 {
 	enum bounce_action act;
 
@@ -597,13 +617,22 @@ static void ob_dsn_add(struct ob *d, struct ob_msg *m, uint32_t r, enum sched_rs
 	else if (st == SCHED_R_DELIVERED && !d->hop_dsn && (m->env.rcpt[r].notify & SMTP_NOTIFY_SUCCESS))
 		act = BOUNCE_RELAYED;
 	else
-		return;
-	if (m->dsn == NULL && (m->dsn = calloc(m->env.nrcpt, sizeof *m->dsn)) == NULL) {
-		evlog_msg("error", "bounce", "out of memory: a delivery report is lost");
-		return;
+		return false;
+	if (m->dsn == NULL) {
+		m->dsn = calloc(m->env.nrcpt, sizeof *m->dsn);
+		m->dsn_j = calloc(m->env.nrcpt, sizeof *m->dsn_j);
+		if (m->dsn == NULL || m->dsn_j == NULL) {
+			free(m->dsn);
+			free(m->dsn_j);
+			m->dsn = NULL;
+			m->dsn_j = NULL;
+			evlog_msg("error", "bounce", "out of memory: a delivery report is lost");
+			return false;
+		}
 	}
 	if (m->ndsn >= m->env.nrcpt)
-		return;
+		return false;
+	m->dsn_j[m->ndsn] = (struct ob_dsn_j){ jr->attempts, jr->outcome };
 	struct outbound_dsn_item *it = &m->dsn[m->ndsn++];
 	memset(it, 0, sizeof *it);
 	it->rcpt = r;
@@ -615,6 +644,7 @@ static void ob_dsn_add(struct ob *d, struct ob_msg *m, uint32_t r, enum sched_rs
 		snprintf(it->status, sizeof it->status, "4.4.7");
 	else
 		outbound_dsn_status(act, it->diag, it->status);
+	return true;
 }
 
 /* ob_dsn_flush - the round is over: queue the message's report, if any */
@@ -626,6 +656,16 @@ static void ob_dsn_flush(struct ob *d, struct ob_msg *m)
 	if (m->ndsn == 0)
 		return;
 	int rc = outbound_dsn_send(m->ref, d->g->helo, &m->env, m->id, m->dsn, m->ndsn, &queued);
+	/* The report is queued (or none is due): now the recipients' journal
+	 * records. When it could not be queued they are not written, so a
+	 * restart tries those recipients again and reports then. */
+	for (uint32_t k = 0; rc == RM_OK && k < m->ndsn; k++) {
+		struct spool_jrec jr = { .id = slice_cstr(m->id), .rcpt = m->dsn[k].rcpt,
+					 .outcome = m->dsn_j[k].outcome, .attempts = m->dsn_j[k].attempts,
+					 .reply = slice_cstr(m->dsn[k].diag) };
+		ob_journal(m, &jr);
+	}
+	m->ref->drain(m->ref->ctx);
 	if (rc != RM_OK)
 		snprintf(line, sizeof line, "message %s: the delivery report could not be queued: %s", m->id,
 			 rm_strerror(rc));
@@ -758,10 +798,9 @@ static void ob_job_done(struct ob *d, struct sched_job *j, struct ob_msg *m, con
 			OB_STAT_ADD(d, deferred, 1);
 			break;
 		}
-		if (spool_journal(m->ref->sp, &jr) != RM_OK)
-			evlog_msg("warn", "delivery", "journal record not written: the recipient may be tried again");
+		if (!ob_dsn_add(d, m, rcpt[i], st[i], text[i], hop, &jr))
+			ob_journal(m, &jr);
 		ob_log(m, rcpt[i], hop, text[i], delay, outcome, jr.next_attempt_us);
-		ob_dsn_add(d, m, rcpt[i], st[i], text[i], hop);
 	}
 	m->ref->drain(m->ref->ctx);
 	free(mem);
