@@ -110,6 +110,20 @@ static void line_kv(struct line *l, const char *k, const char *v)
 	}
 }
 
+/* line_kv_u64 - append one key and a decimal number (no printf: a line per
+ * received message) */
+static void line_kv_u64(struct line *l, const char *k, uint64_t v)
+{
+	char num[24];
+	struct buf b;
+
+	buf_init(&b, num, sizeof num - 1);
+	if (buf_put_u64(&b, v) != RM_OK) /* 20 digits at most: fits */
+		b.len = 0;
+	num[b.len] = '\0';
+	line_kv(l, k, num);
+}
+
 /* The last second this thread formatted, as "YYYY-MM-DDTHH:MM:SS". */
 struct evlog_sec {
 	time_t sec;
@@ -221,23 +235,13 @@ void evlog_received(const char *queue_id, const char *client, const char *from, 
 		    uint64_t size)
 {
 	struct line l;
-	char num[24];
 
 	line_start(&l, "info", "received");
 	line_kv(&l, "id", queue_id);
 	line_kv(&l, "client", client);
 	line_kv(&l, "from", from);
-	struct buf b;
-	buf_init(&b, num, sizeof num - 1);
-	if (buf_put_u64(&b, nrcpt) != RM_OK) /* 20 digits at most: fits */
-		b.len = 0;
-	num[b.len] = '\0';
-	line_kv(&l, "nrcpt", num);
-	b.len = 0;
-	if (buf_put_u64(&b, size) != RM_OK)
-		b.len = 0;
-	num[b.len] = '\0';
-	line_kv(&l, "size", num);
+	line_kv_u64(&l, "nrcpt", nrcpt);
+	line_kv_u64(&l, "size", size);
 	line_end(&l, false);
 }
 
@@ -252,14 +256,11 @@ void evlog_session_sec(const char *client, uint64_t duration_ms, unsigned messag
 		       const char *tls_version, const char *tls_cipher, const char *user)
 {
 	struct line l;
-	char num[24];
 
 	line_start(&l, "info", "session");
 	line_kv(&l, "client", client);
-	snprintf(num, sizeof num, "%llu", (unsigned long long)duration_ms);
-	line_kv(&l, "duration_ms", num);
-	snprintf(num, sizeof num, "%u", messages);
-	line_kv(&l, "messages", num);
+	line_kv_u64(&l, "duration_ms", duration_ms);
+	line_kv_u64(&l, "messages", messages);
 	if (tls_version != NULL && tls_version[0] != '\0') {
 		line_kv(&l, "tls", tls_version);
 		line_kv(&l, "cipher", tls_cipher ? tls_cipher : "");
@@ -284,19 +285,15 @@ void evlog_delivery(const char *queue_id, const char *rcpt, const char *hop, con
 		    uint64_t delay_ms, const char *reply, uint64_t next_in_s)
 {
 	struct line l;
-	char num[24];
 
 	line_start(&l, "info", "delivery");
 	line_kv(&l, "id", queue_id);
 	line_kv(&l, "to", rcpt);
 	line_kv(&l, "hop", hop);
 	line_kv(&l, "outcome", outcome);
-	snprintf(num, sizeof num, "%llu", (unsigned long long)delay_ms);
-	line_kv(&l, "delay_ms", num);
-	if (next_in_s) {
-		snprintf(num, sizeof num, "%llu", (unsigned long long)next_in_s);
-		line_kv(&l, "next_in_s", num);
-	}
+	line_kv_u64(&l, "delay_ms", delay_ms);
+	if (next_in_s)
+		line_kv_u64(&l, "next_in_s", next_in_s);
 	line_kv(&l, "reply", reply);
 	line_end(&l, false);
 }
