@@ -741,6 +741,14 @@ static void test_starttls_injection(void **st)
 	assert_true(slice_eq(buf_slice(&out), SLICE_LIT("EHLO h.test\r\nSTARTTLS\r\nQUIT\r\n")));
 }
 
+/* chunking_ready - c set up and greeted by a server with PIPELINING and
+ * CHUNKING, ready for a message */
+static void chunking_ready(struct smtp_client *c, struct buf *out)
+{
+	smtp_client_init(c, &plain_cfg);
+	assert_int_equal(step(c, out, "220 x\r\n250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n"), SMTP_CL_READY);
+}
+
 /* test_bdat_refused - a refused chunk stops the body and costs an RSET */
 static void test_bdat_refused(void **st)
 {
@@ -750,9 +758,7 @@ static void test_bdat_refused(void **st)
 	struct buf out;
 
 	buf_init(&out, mem, sizeof mem);
-	smtp_client_init(&c, &plain_cfg);
-	assert_int_equal(step(&c, &out, "220 x\r\n250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n"),
-			 SMTP_CL_READY);
+	chunking_ready(&c, &out);
 	assert_int_equal(smtp_client_send(&c, &msg_a.m), 0);
 	assert_int_equal(step(&c, &out, ""), SMTP_CL_BODY); /* before any reply */
 	assert_true(smtp_client_bdat_mode(&c));
@@ -807,9 +813,7 @@ static void test_bdat_early(void **st)
 	struct buf out;
 
 	buf_init(&out, mem, sizeof mem);
-	smtp_client_init(&c, &plain_cfg);
-	assert_int_equal(step(&c, &out, "220 x\r\n250-x\r\n250-PIPELINING\r\n250 CHUNKING\r\n"),
-			 SMTP_CL_READY);
+	chunking_ready(&c, &out);
 	early_start(&c, &out, &msg_bc.m, 33, true);
 	assert_true(slice_eq(buf_slice(&out), SLICE_LIT("MAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n"
 							 "RCPT TO:<c@y.test>\r\nBDAT 33 LAST\r\n")));
