@@ -503,21 +503,18 @@ static void ob_queued(void *arg, const struct store_spool_ref *ref, const char *
 	m->total = m->env.received.len + spool_env_body_len(&m->env);
 	m->sm.arrival_us = m->env.arrival_us;
 	m->sm.nrcpt = m->env.nrcpt;
-	/* recipient index lists: on the stack for the usual few */
-	uint32_t small[2][OB_SMALL_RCPT];
-	bool big = m->env.nrcpt >= OB_SMALL_RCPT;
-	uint32_t *todo = big ? malloc(sizeof(uint32_t) * (m->env.nrcpt + 1u)) : small[0];
-	uint32_t *grp = big ? malloc(sizeof(uint32_t) * (m->env.nrcpt + 1u)) : small[1];
+	/* two recipient index lists, todo and grp: on the stack for the
+	 * usual few */
+	uint32_t small[2 * OB_SMALL_RCPT];
+	size_t nidx = m->env.nrcpt + 1u;
+	uint32_t *todo = nidx <= OB_SMALL_RCPT ? small : malloc(2 * sizeof(uint32_t) * nidx);
 	uint32_t ntodo = 0;
-	if (todo == NULL || grp == NULL) {
-		if (big) {
-			free(todo);
-			free(grp);
-		}
+	if (todo == NULL) {
 		arena_free(&m->a);
 		free(m);
 		goto fail;
 	}
+	uint32_t *grp = todo + nidx;
 	for (uint32_t i = 0; i < m->env.nrcpt; i++)
 		if (rec == NULL || rec->rs[i].outcome == 0 || rec->rs[i].outcome == SPOOL_OUT_DEFERRED)
 			todo[ntodo++] = i;
@@ -556,10 +553,8 @@ static void ob_queued(void *arg, const struct store_spool_ref *ref, const char *
 			evlog_msg("error", "delivery", "out of memory queueing a message");
 		}
 	}
-	if (big) {
+	if (todo != small)
 		free(todo);
-		free(grp);
-	}
 	if (m->sm.jobs == 0)
 		ob_msg_free(d, m);
 	return;
