@@ -21,17 +21,7 @@
 #endif
 
 #include "core/crc32c_table.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define CRC32C_INSTRUMENTED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(undefined_behavior_sanitizer)
-#define CRC32C_INSTRUMENTED 1
-#endif
-#endif
-#ifndef CRC32C_INSTRUMENTED
-#define CRC32C_INSTRUMENTED 0
-#endif
+#include "core/sanitize.h"
 
 /* crc32c_load64 - an unaligned little-endian 64-bit load */
 static inline uint64_t crc32c_load64(const unsigned char *p)
@@ -174,7 +164,7 @@ uint32_t crc32c_extend(uint32_t crc, const void *p, size_t n)
 {
 	return crc32c_clmul(crc, p, n);
 }
-#elif CRC32C_INSTRUMENTED
+#elif RM_SANITIZED
 /* crc32c_extend - sanitizer and fuzzing builds: an ifunc resolver would run
  * before their runtime is set up, so they use the tables (the instruction
  * is still tested through crc32c_hw) */

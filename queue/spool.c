@@ -22,20 +22,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/sanitize.h"
+
 #define SPOOL_IOV_MAX 64
 #define SPOOL_CHUNK_MAX (16u << 20)
 #define SPOOL_SEG_DEFAULT (64ull << 20)
 #define SPOOL_REQ_DEFAULT 4096u
 #define SPOOL_NAME_MAX 32
 #define SPOOL_HEALTHY UINT64_MAX
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SP_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SP_SANITIZED 1
-#endif
-#endif
-#ifdef SP_SANITIZED
+#if RM_SANITIZED
 #define SP_TX_POOL 0u   /* every transaction freed, for the sanitizers */
 #else
 #define SP_TX_POOL 256u /* finished transactions kept for reuse */
@@ -407,6 +402,14 @@ static void sp_tx_unlink(struct spool *sp, struct spool_tx *tx)
 	tx->clink = tx->cprev = NULL;
 }
 
+/* sp_tx_dispose - give a transaction's memory back */
+static void sp_tx_dispose(struct spool_tx *tx)
+{
+	free(tx->ext);
+	free(tx->pins);
+	free(tx);
+}
+
 /* sp_tx_free - free a transaction (its writes have completed, or the
  * spool is closing) */
 static void sp_tx_free(struct spool *sp, struct spool_tx *tx)
@@ -435,9 +438,7 @@ static void sp_tx_free(struct spool *sp, struct spool_tx *tx)
 		return;
 	}
 #endif
-	free(tx->ext);
-	free(tx->pins);
-	free(tx);
+	sp_tx_dispose(tx);
 }
 
 /* --- the index of live messages ------------------------------------------ */
@@ -1264,9 +1265,7 @@ struct spool *spool_close(struct spool *sp)
 	while (sp->tx_pool) {
 		struct spool_tx *tx = sp->tx_pool;
 		sp->tx_pool = tx->anext;
-		free(tx->ext);
-		free(tx->pins);
-		free(tx);
+		sp_tx_dispose(tx);
 	}
 	while (sp->files)
 		sp_file_drop(sp, sp->files, false);
