@@ -532,8 +532,12 @@ static void ob_queued(void *arg, const struct store_spool_ref *ref, const char *
 		uint32_t n = 0, rest = 0, attempts = 0;
 		uint64_t due = 0;
 		for (uint32_t i = 0; i < ntodo; i++) {
-			(void)ob_route(d->g, m->env.rcpt[todo[i]].addr, k2, sizeof k2);
-			if (strcmp(key, k2) == 0) {
+			bool same = i == 0; /* the first one made the key */
+			if (!same) {
+				(void)ob_route(d->g, m->env.rcpt[todo[i]].addr, k2, sizeof k2);
+				same = strcmp(key, k2) == 0;
+			}
+			if (same) {
 				grp[n++] = todo[i];
 				if (rec != NULL) {
 					if (rec->rs[todo[i]].attempts > attempts)
