@@ -100,6 +100,7 @@
 #define OB_MX_KEEP_MS 60000     /* an MX answer (or a permanent failure) is kept */
 #define O_DNS 15u               /* the resolver's operations (net/dns.h ud_base) */
 #define OB_CTL_SLOTS 1024u      /* control requests and hand-offs waiting per shard */
+#define OB_DELETE_WAIT_MS 5000u /* a deletion not durable by then is reported failed */
 #define OB_CARRY_GAP 2u         /* load difference that makes a hand-off */
 #define OB_CARRY_MAX 256u       /* jobs a shard has with carriers at once */
 #define OB_CARRY_SEGS 4u        /* segments of a carried body (more: stays local) */
@@ -253,6 +254,7 @@ struct ob {
 	bool hop_dsn;              /* the hop of the result in hand offers DSN */
 	uint64_t rng;
 	struct mbox *ctl;          /* control requests (g->_ctl[shard]) */
+	struct outbound_ctl *dels; /* deletions waiting for their journal record */
 	struct ob_carry *away;     /* our jobs other shards carry */
 	unsigned naway;
 	struct ob_msg *proxies;    /* jobs we carry for others */
@@ -2057,20 +2059,25 @@ static void ob_timeouts(struct ob *d)
 
 /* ob_ctl_delete - the control socket's DELETE: journal every recipient
  * deleted, end a transaction of the message in flight, let its jobs drop
- * as they come up; false when no unfinished message has this ID */
-static bool ob_ctl_delete(struct ob *d, const char *id)
+ * as they come up. The answer waits (d->dels) until the journal record is
+ * durable, so a deletion reported done survives a crash. */
+static int ob_ctl_delete(struct ob *d, struct outbound_ctl *req)
 {
 	struct ob_msg *m = d->msgs;
-	char line[160];
+	char line[200];
 
-	while (m != NULL && (m->deleted || strcmp(m->id, id) != 0))
+	while (m != NULL && (m->deleted || strcmp(m->id, req->id) != 0))
 		m = m->next;
 	if (m == NULL)
-		return false;
+		return OUTBOUND_CTL_NOTFOUND;
 	struct spool_jrec jr = { .id = slice_cstr(m->id), .rcpt = SPOOL_RCPT_ALL, .outcome = SPOOL_OUT_DELETED,
 				 .reply = slice_cstr("deleted by ringmta-queue") };
-	if (spool_journal(m->ref->sp, &jr) != RM_OK)
-		evlog_msg("warn", "delete", "journal record not written: the message returns after a restart");
+	int rc = spool_journal(m->ref->sp, &jr);
+	if (rc != RM_OK) {
+		snprintf(line, sizeof line, "message %s not deleted: its journal record cannot be written", m->id);
+		evlog_msg("warn", "delete", line);
+		return rc == RM_AGAIN ? OUTBOUND_CTL_BUSY : OUTBOUND_CTL_FAILED;
+	}
 	m->ref->drain(m->ref->ctx);
 	m->deleted = true;
 	for (struct ob_carry *h = d->away; h != NULL; h = h->next)
@@ -2085,7 +2092,39 @@ static bool ob_ctl_delete(struct ob *d, const char *id)
 		if (c != NULL && c->state == OC_OPEN && c->m == m && c->job != NULL)
 			ob_conn_end(d, c, "451 4.3.0 message deleted", 0);
 	}
-	return true;
+	req->_sp = m->ref->sp;
+	req->_until = d->now + OB_DELETE_WAIT_MS;
+	req->_next = d->dels;
+	d->dels = req;
+	return OUTBOUND_CTL_PENDING;
+}
+
+/* ob_dels_check - answer the deletions whose journal record is durable
+ * (the spool no longer keeps the message), and give up on those past
+ * their time: a record that failed to write or sync never becomes durable */
+static void ob_dels_check(struct ob *d)
+{
+	struct outbound_ctl **pp = &d->dels;
+
+	while (*pp != NULL) {
+		struct outbound_ctl *req = *pp;
+		int result = OUTBOUND_CTL_PENDING;
+		if (!spool_msg_live(req->_sp, slice_make(req->id, MSGID_LEN))) {
+			result = OUTBOUND_CTL_DONE;
+		} else if (d->now >= req->_until) {
+			char line[200];
+			snprintf(line, sizeof line,
+				 "message %s: the deletion is not durable; it is delivered after a restart", req->id);
+			evlog_msg("error", "delete", line);
+			result = OUTBOUND_CTL_FAILED;
+		}
+		if (result == OUTBOUND_CTL_PENDING) {
+			pp = &req->_next;
+			continue;
+		}
+		*pp = req->_next;
+		__atomic_store_n(&req->_result, result, __ATOMIC_RELEASE);
+	}
 }
 
 /* --- hand-off between shards ------------------------------------------------------ */
@@ -2328,12 +2367,14 @@ static void ob_ctl_take(struct ob *d)
 		}
 		struct outbound_ctl *req = (struct outbound_ctl *)(uintptr_t)ref;
 		int result = OUTBOUND_CTL_DONE;
-		if (req->op == OUTBOUND_CTL_DELETE && !ob_ctl_delete(d, req->id))
-			result = OUTBOUND_CTL_NOTFOUND;
+		if (req->op == OUTBOUND_CTL_DELETE)
+			result = ob_ctl_delete(d, req);
 		else if (req->op == OUTBOUND_CTL_FLUSH)
 			sched_tick(d->s, UINT64_MAX); /* every deferred job is due */
-		__atomic_store_n(&req->_result, result, __ATOMIC_RELEASE);
+		if (result != OUTBOUND_CTL_PENDING)
+			__atomic_store_n(&req->_result, result, __ATOMIC_RELEASE);
 	}
+	ob_dels_check(d);
 }
 
 /* ob_idle_release - an idle connection (this shard has no work for its

@@ -127,8 +127,16 @@ struct outbound_cfg {
 
 enum outbound_ctl_op { OUTBOUND_CTL_DELETE = 1, OUTBOUND_CTL_FLUSH };
 
-/* outbound_ctl result: still with the shard, done, no such message */
-enum { OUTBOUND_CTL_PENDING = 0, OUTBOUND_CTL_DONE = 1, OUTBOUND_CTL_NOTFOUND = 2 };
+/* outbound_ctl result: still with the shard; done (a DELETE only once the
+ * journal record of it is durable); no such message; not deleted, the spool
+ * is busy; the spool could not record the deletion (disk error) */
+enum {
+	OUTBOUND_CTL_PENDING = 0,
+	OUTBOUND_CTL_DONE = 1,
+	OUTBOUND_CTL_NOTFOUND = 2,
+	OUTBOUND_CTL_BUSY = 3,
+	OUTBOUND_CTL_FAILED = 4,
+};
 
 /* A control request; the poster owns it and must keep it alive until its
  * result is no longer pending (leak it when giving up). */
@@ -136,6 +144,10 @@ struct outbound_ctl {
 	enum outbound_ctl_op op;
 	char id[MSGID_LEN + 1];    /* DELETE: the queue ID, upper case */
 	int _result;               /* atomic */
+	/* the shard's, while a DELETE waits for its journal record */
+	struct outbound_ctl *_next;
+	struct spool *_sp;
+	int64_t _until;            /* ms: given up as FAILED after this */
 };
 
 /* outbound_hop_resolve - host:port into hop (getaddrinfo, blocking: only

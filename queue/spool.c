@@ -1099,6 +1099,12 @@ int spool_journal(struct spool *sp, const struct spool_jrec *j)
 	return RM_OK;
 }
 
+/* spool_msg_live - whether id is still kept */
+bool spool_msg_live(struct spool *sp, struct slice id)
+{
+	return sp_ent_find(sp, id) != NULL;
+}
+
 /* spool_gc - delete sealed segments no message needs any more */
 int spool_gc(struct spool *sp)
 {

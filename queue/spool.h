@@ -242,6 +242,12 @@ void spool_run(struct spool *sp);
  * RM_EINVAL: unknown ID or recipient index; RM_AGAIN: retry later. */
 RM_MUST_USE int spool_journal(struct spool *sp, const struct spool_jrec *j);
 
+/* spool_msg_live - whether the spool still keeps the message: true until
+ * every recipient is finished and the journal record that finished the
+ * last one is durable (for ever, when that record's write or sync failed:
+ * the message comes back at the next start). False for an unknown ID. */
+bool spool_msg_live(struct spool *sp, struct slice id);
+
 /* spool_gc - delete sealed segments no message needs any more (blocking);
  * returns how many were deleted */
 int spool_gc(struct spool *sp);

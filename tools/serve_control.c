@@ -4,7 +4,8 @@
  * receive timeout), answer, close. The thread never touches shard state:
  * DELETE and FLUSH are struct outbound_ctl requests posted to the shards'
  * lock-free inboxes, and the thread polls their results (a shard answers
- * at its next loop boundary, within about 250 ms). A request the shard did
+ * at its next loop boundary, within about 250 ms; a DELETE once its journal
+ * record is durable, one group fdatasync later). A request the shard did
  * not answer in SC_WAIT_MS is given up and leaked (the shard may still
  * write its result). Invariants: the socket exists only while the thread
  * runs; the spool directory is 0700 and the socket 0600, so only the
@@ -101,6 +102,15 @@ static int sc_delete(struct serve_control *c, const char *arg, bool json, FILE *
 	free(req);
 	if (result == OUTBOUND_CTL_NOTFOUND) {
 		fprintf(err, "ringmta-queue: %s: no such message\n", arg);
+		return 1;
+	}
+	if (result == OUTBOUND_CTL_BUSY) {
+		fprintf(err, "ringmta-queue: %s: the daemon is busy; try again\n", c->spool);
+		return 1;
+	}
+	if (result != OUTBOUND_CTL_DONE) {
+		fprintf(err, "ringmta-queue: %s: the spool could not record the deletion (disk error); "
+			     "the message is not deleted for good\n", arg);
 		return 1;
 	}
 	queue_offline_delete_text(out, id, json);

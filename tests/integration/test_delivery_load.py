@@ -9,7 +9,9 @@ binaries over loopback.
   also when every message arrives over one session on one shard (the
   hand-off between shards), each message delivered exactly once.
 - ringmta-queue against a running daemon (the control socket): list, show,
-  delete and flush with deferred mail at an aiosmtpd next hop answering 451.
+  delete and flush with deferred mail at an aiosmtpd next hop answering 451;
+  delete answers only once its journal record is durable (the daemon's
+  writes slowed by a blkio cgroup).
 
 Run with Debian's /usr/bin/python3 -m pytest; RINGMTA_BUILD names the build.
 """
@@ -219,6 +221,17 @@ def queue(spool, *args):
     return subprocess.run([QUEUE, "--spool", spool, *args], capture_output=True, timeout=30)
 
 
+def wait_deferred(spool, n, timeout=15):
+    """The list once n messages are queued and each was tried and
+    deferred (451), or the last list seen."""
+    end = time.time() + timeout
+    while True:
+        lines = queue(spool, "list").stdout.decode().splitlines()
+        if (len(lines) == n and all(" 451 " in ln for ln in lines)) or time.time() >= end:
+            return lines
+        time.sleep(0.1)
+
+
 def test_queue_tool_against_running_daemon(tmp_path):
     sink = Sink()
     sink.handler.__class__ = Gate
@@ -232,13 +245,7 @@ def test_queue_tool_against_running_daemon(tmp_path):
         for i in range(3):
             d.send("a@src.test", [f"r{i}@dst.test"],
                    f"Subject: q{i}\r\nMessage-ID: <q{i}@src.test>\r\n\r\nbody {i}\r\n".encode())
-        # wait until all three were tried once and deferred
-        end = time.time() + 15
-        while time.time() < end:
-            lines = queue(spool, "list").stdout.decode().splitlines()
-            if len(lines) == 3 and all("451" in ln for ln in lines):
-                break
-            time.sleep(0.1)
+        lines = wait_deferred(spool, 3)
         assert len(lines) == 3 and all(" 451 " in ln and ln.endswith("not now") for ln in lines), lines
         js = json.loads(queue(spool, "--json", "list").stdout)
         assert len(js) == 3
@@ -277,6 +284,74 @@ def test_queue_tool_against_running_daemon(tmp_path):
     r = queue(spool, "flush")
     assert r.returncode == 1 and b"no daemon" in r.stderr
     assert not os.path.exists(os.path.join(spool, "control"))
+
+
+BLKIO = "/sys/fs/cgroup/blkio"
+
+
+def whole_disk(dev):
+    """major:minor of the disk that holds dev (throttle rules take disks)."""
+    sysdir = os.path.realpath(f"/sys/dev/block/{os.major(dev)}:{os.minor(dev)}")
+    if os.path.exists(os.path.join(sysdir, "partition")):
+        sysdir = os.path.dirname(sysdir)
+    with open(os.path.join(sysdir, "dev")) as f:
+        return f.read().strip()
+
+
+def metric(port, name):
+    import urllib.request
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line.split(" ")[0] == name:
+                return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
+
+
+def test_delete_answers_once_its_record_is_durable(tmp_path):
+    """ringmta-queue delete reports a deletion only after the journal
+    record of it has been fdatasync'ed, so a crash after the answer cannot
+    bring the message back. The daemon's writes to the spool's disk are
+    slowed to a few a second (a blkio cgroup), which makes the record's
+    fdatasync take a second or more: an answer given before it would come
+    with the spool's sync count unchanged."""
+    if not os.path.exists(os.path.join(BLKIO, "blkio.throttle.write_iops_device")):
+        pytest.skip("no cgroup v1 blkio throttling on this machine")
+    spool = str(tmp_path / "spool")
+    mport = free_port()
+    d = Daemon("--smarthost", "127.0.0.1:9", "--retry-schedule", "3600", "--metrics", f"127.0.0.1:{mport}",
+               spool=spool)
+    cg = os.path.join(BLKIO, f"ringmta-test-{os.getpid()}")
+    os.mkdir(cg)
+    try:
+        for i in range(2):
+            d.send("a@src.test", [f"r{i}@dst.test"], f"Subject: d{i}\r\n\r\nbody {i}\r\n".encode())
+        lines = wait_deferred(spool, 2)
+        assert len(lines) == 2, lines
+        victim = lines[0].split()[0]
+        with open(os.path.join(cg, "blkio.throttle.write_iops_device"), "w") as f:
+            f.write(f"{whole_disk(os.stat(spool).st_dev)} 4")
+        with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+            f.write(str(d.proc.pid))
+        before = metric(mport, "ringmta_spool_syncs_total")
+        dl = queue(spool, "delete", victim)
+        after = metric(mport, "ringmta_spool_syncs_total")
+        assert dl.returncode == 0 and dl.stdout.decode().strip() == f"{victim} deleted", dl
+        assert after > before, "the deletion was reported before its journal record was synced"
+        left = [ln.split()[0] for ln in queue(spool, "list").stdout.decode().splitlines()]
+        assert victim not in left and len(left) == 1
+    finally:
+        with open(os.path.join(BLKIO, "cgroup.procs"), "w") as f:
+            if d.proc.poll() is None:
+                f.write(str(d.proc.pid))
+        d.stop()
+        os.rmdir(cg)
+    # the deletion held across the restart
+    d = Daemon("--smarthost", "127.0.0.1:9", "--retry-schedule", "3600", spool=spool)
+    try:
+        left = [ln.split()[0] for ln in queue(spool, "list").stdout.decode().splitlines()]
+        assert victim not in left and len(left) == 1
+    finally:
+        d.stop()
 
 
 def control(spool, data, shut=True):

@@ -873,6 +873,60 @@ static void test_journal_waits_for_earlier_commits(void **st)
 	fx_teardown(&fx);
 }
 
+/* A message stays live until the record that finishes it is durable: the
+ * control socket answers a deletion only then. A failed record keeps it
+ * live (it comes back at the next start). */
+static void test_live_until_record_durable(void **st)
+{
+	(void)st;
+	struct fixture fx;
+	struct tmsg m[2];
+	uint64_t seed = 43;
+	struct spool_recovery rec;
+	struct spool_req q[64];
+	int n, nsync;
+
+	fx_setup(&fx);
+	fx_open(&fx, 0, &rec);
+	spool_recovery_free(&rec);
+	for (int i = 0; i < 2; i++) {
+		tmsg_make(&m[i], 2, &seed);
+		assert_int_equal(spool_tx_commit(fx.sp, tmsg_send(fx.sp, &m[i]), &m[i].env), 0);
+	}
+	assert_int_equal(collect(fx.sp, 0), 2);
+	assert_true(spool_msg_live(fx.sp, slice_make(m[0].id, MSGID_LEN)));
+	assert_false(spool_msg_live(fx.sp, SLICE_LIT("0000000000000000")));
+	struct spool_jrec j = { slice_cstr(m[0].id), SPOOL_RCPT_ALL, SPOOL_OUT_DELETED, 0, 0, SLICE_NULL };
+	assert_int_equal(spool_journal(fx.sp, &j), 0);
+	n = take_requests(fx.sp, q, 64, &nsync);
+	assert_int_equal(n, 1);
+	assert_int_equal(q[0].op, SPOOL_OP_WRITE);
+	do_requests(&fx, q, n);
+	assert_true(spool_msg_live(fx.sp, slice_make(m[0].id, MSGID_LEN))); /* written, not synced */
+	spool_flush(fx.sp);
+	n = take_requests(fx.sp, q, 64, &nsync);
+	assert_int_equal(nsync, 1);
+	assert_true(spool_msg_live(fx.sp, slice_make(m[0].id, MSGID_LEN)));
+	do_requests(&fx, q, n);
+	assert_false(spool_msg_live(fx.sp, slice_make(m[0].id, MSGID_LEN)));
+	assert_true(spool_msg_live(fx.sp, slice_make(m[1].id, MSGID_LEN)));
+
+	/* the record of m[1] cannot be written */
+	j.id = slice_cstr(m[1].id);
+	assert_int_equal(spool_journal(fx.sp, &j), 0);
+	fx.fail_writes = 1;
+	for (int round = 0; round < 3; round++)
+		spool_run(fx.sp);
+	assert_true(spool_msg_live(fx.sp, slice_make(m[1].id, MSGID_LEN)));
+	fx_open(&fx, 0, &rec);
+	assert_int_equal(rec.nmsg, 1); /* m[1] comes back */
+	assert_memory_equal(rec.msg[0].env.id.ptr, m[1].id, MSGID_LEN);
+	spool_recovery_free(&rec);
+	for (int i = 0; i < 2; i++)
+		free(m[i].body);
+	fx_teardown(&fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -889,6 +943,7 @@ int main(void)
 		cmocka_unit_test(test_stale_completion),
 		cmocka_unit_test(test_id_before_commit),
 		cmocka_unit_test(test_journal_waits_for_earlier_commits),
+		cmocka_unit_test(test_live_until_record_durable),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
