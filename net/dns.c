@@ -473,6 +473,40 @@ static void job_resolve_hosts(struct dns *r, struct dns_job *job)
 	job->pending--;
 }
 
+/* dns_answer_ttl - the smallest answer TTL of a DNS message */
+bool dns_answer_ttl(const unsigned char *m, int len, uint32_t *ttl)
+{
+	ns_msg msg;
+	ns_rr rr;
+	uint32_t min = UINT32_MAX;
+	int n;
+
+	if (m == NULL || len <= 0 || ns_initparse(m, len, &msg) < 0)
+		return false;
+	n = ns_msg_count(msg, ns_s_an);
+	for (int i = 0; i < n; i++) {
+		if (ns_parserr(&msg, ns_s_an, i, &rr) < 0)
+			return false;
+		uint32_t t = ns_rr_ttl(rr);
+		if (t > INT32_MAX)
+			t = 0;
+		if (t < min)
+			min = t;
+	}
+	if (n <= 0)
+		return false;
+	*ttl = min;
+	return true;
+}
+
+/* job_ttl - an answer the result is built from: its TTL bounds the result's */
+static void job_ttl(struct dns_job *job, const unsigned char *abuf, int alen)
+{
+	uint32_t t;
+	if (dns_answer_ttl(abuf, alen, &t) && t < job->res.ttl_s)
+		job->res.ttl_s = t;
+}
+
 /* on_mx - the MX answer */
 static void on_mx(struct dns *r, struct dns_job *job, int status, const unsigned char *abuf, int alen)
 {
@@ -481,7 +515,9 @@ static void on_mx(struct dns *r, struct dns_job *job, int status, const unsigned
 	if (status == ARES_SUCCESS) {
 		status = ares_parse_mx_reply(abuf, alen, &mx);
 		if (status == ARES_SUCCESS) {
-			dns_mx_build(&job->res, mx, &r->rng);
+			dns_mx_build(&job->res, mx, &r->rng); /* resets res */
+			job->res.ttl_s = UINT32_MAX;
+			job_ttl(job, abuf, alen);
 			ares_free_data(mx);
 			if (job->res.status == DNS_OK)
 				job_resolve_hosts(r, job);
@@ -524,6 +560,8 @@ static void on_addr(struct dns_job *job, unsigned h, bool v6, int status, const 
 		host->temp = true;
 		return;
 	}
+	if (n > 0)
+		job_ttl(job, abuf, alen);
 	for (int i = 0; i < n; i++) {
 		const void *b = v6 ? (const void *)&a6[i].ip6addr : (const void *)&a4[i].ipaddr;
 		if (dns_host_add(host, v6 ? AF_INET6 : AF_INET, b) == RM_ELIMIT)
@@ -569,6 +607,7 @@ int dns_lookup_mx(struct dns *r, const char *domain, dns_cb cb, void *arg, uint6
 		return RM_ENOMEM;
 	memset(job, 0, offsetof(struct dns_job, q));
 	memset(&job->res, 0, sizeof job->res);
+	job->res.ttl_s = UINT32_MAX;
 	uint32_t slot = r->free_head;
 	struct dns_slot *s = &r->slots[slot];
 	r->free_head = s->next_free;

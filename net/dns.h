@@ -117,6 +117,9 @@ struct dns_result {
 	const char *enh;   /* failures: the enhanced status code */
 	const char *text;  /* failures: a constant description */
 	bool implicit_mx;  /* no MX: the domain is its own host */
+	uint32_t ttl_s;    /* DNS_OK: the smallest TTL (seconds) of the answer
+			    * records it was built from, CNAMEs included;
+			    * UINT32_MAX when no answer gave one */
 	unsigned nhost;
 	struct dns_host host[DNS_HOSTS_MAX];
 };
@@ -187,6 +190,12 @@ void dns_result_fail(struct dns_result *r, enum dns_status st, unsigned code, co
  * host, hosts without addresses dropped (order kept); none left -> DNS_TEMP
  * if any host failed temporarily, else DNS_PERM 550 5.4.4 */
 void dns_result_finish(struct dns_result *r);
+
+/* dns_answer_ttl - the smallest TTL in the answer section of the DNS
+ * message m[0..len) (RFC 1035 §4.1.3), into *ttl; false when the message
+ * does not parse or its answer section is empty. TTLs above 2^31 - 1 count
+ * as 0 (RFC 2181 §8). */
+bool dns_answer_ttl(const unsigned char *m, int len, uint32_t *ttl);
 
 /* dns_status_text - "ok", "temp", "perm" */
 const char *dns_status_text(enum dns_status st);

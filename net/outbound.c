@@ -32,7 +32,10 @@
  * (net/outbound_dsn.h), queued through the spool as a new message.
  * MX: a destination without a route or smarthost is "mx:DOMAIN"; its hosts
  * come from net/dns.h, hosted under this module's ring op (O_DNS), looked
- * up when jobs are ready and kept OB_MX_KEEP_MS; each new connection takes
+ * up when jobs are ready and kept for the answer's TTL (within
+ * OB_MX_TTL_MIN_MS and OB_MX_TTL_MAX_MS; a permanent failure
+ * OB_MX_KEEP_MS). An expired answer is looked up again and serves on
+ * only while that lookup fails temporarily; each new connection takes
  * the addresses in preference order (equal preferences in a random order
  * per connection) on --mx-port and falls back to the next one on a failed
  * connection or a 4xx greeting. A null MX or NXDOMAIN fails the recipients
@@ -97,7 +100,10 @@
 #define OB_IOV 128
 #define OB_TEXT 256             /* reply text kept per recipient */
 #define OB_SMALL_RCPT 32        /* recipients whose index lists fit the stack */
-#define OB_MX_KEEP_MS 60000     /* an MX answer (or a permanent failure) is kept */
+#define OB_MX_KEEP_MS 60000     /* a permanent MX failure is kept */
+#define OB_MX_TTL_MIN_MS 1000   /* an MX answer is kept its TTL, at least */
+#define OB_MX_TTL_MAX_MS 3600000 /* and at most */
+#define OB_MX_STALE_RETRY_MS 5000 /* a refresh failed: the old answer serves, retried after */
 #define O_DNS 15u               /* the resolver's operations (net/dns.h ud_base) */
 #define OB_CTL_SLOTS 1024u      /* control requests and hand-offs waiting per shard */
 #define OB_DELETE_WAIT_MS 5000u /* a deletion not durable by then is reported failed */
@@ -171,6 +177,9 @@ struct ob_dest {
 	/* MX only: the last answer */
 	struct ob *ob;
 	uint8_t mx_state;
+	bool mx_refreshing;        /* MX_PENDING after an MX_OK: the old answer
+				    * (still in mx) serves if the lookup fails
+				    * temporarily */
 	int64_t mx_until;          /* ms: MX_OK and MX_FAIL hold until then */
 	struct outbound_hop mx;    /* addresses in preference order */
 	uint16_t mx_pref[OUTBOUND_ADDRS_MAX];
@@ -966,8 +975,17 @@ static void ob_mx_done(void *arg, uint64_t id, const struct dns_result *res)
 {
 	struct ob_dest *od = arg;
 	struct ob *d = od->ob;
+	bool refresh = od->mx_refreshing;
 	(void)id;
 
+	od->mx_refreshing = false;
+	if (refresh && res->status == DNS_TEMP) {
+		/* the expired answer serves until the resolver is back
+		 * (RFC 8767: stale data beats none) */
+		od->mx_state = MX_OK;
+		od->mx_until = d->now + OB_MX_STALE_RETRY_MS;
+		return;
+	}
 	od->mx_state = MX_FAIL;
 	od->mx_until = d->now + OB_MX_KEEP_MS;
 	if (res->status == DNS_OK) {
@@ -995,7 +1013,15 @@ static void ob_mx_done(void *arg, uint64_t id, const struct dns_result *res)
 				od->mx_pref[h->naddr++] = res->host[i].pref;
 			}
 		if (h->naddr > 0) {
+			/* kept as long as its records' TTL says, within bounds:
+			 * TTL 0 would mean a lookup per connection */
+			uint64_t keep = (uint64_t)res->ttl_s * 1000u;
+			if (keep < OB_MX_TTL_MIN_MS)
+				keep = OB_MX_TTL_MIN_MS;
+			if (keep > OB_MX_TTL_MAX_MS)
+				keep = OB_MX_TTL_MAX_MS;
 			od->mx_state = MX_OK;
+			od->mx_until = d->now + (int64_t)keep;
 			return;
 		}
 	}
@@ -1014,7 +1040,9 @@ static void ob_mx_done(void *arg, uint64_t id, const struct dns_result *res)
 }
 
 /* ob_mx_state - where the MX destination od stands: 1 addresses known, 0
- * a lookup is in flight (wait), -1 failed (mx_code/mx_text) */
+ * a lookup is in flight (wait), -1 failed (mx_code/mx_text). An answer past
+ * its time is looked up again; it serves on only if that fails
+ * temporarily. */
 static int ob_mx_state(struct ob *d, struct sched_ldest *ld, struct ob_dest *od)
 {
 	if (od->mx_state == MX_PENDING)
@@ -1034,12 +1062,17 @@ static int ob_mx_state(struct ob *d, struct sched_ldest *ld, struct ob_dest *od)
 	uint64_t id;
 	const char *dom = ld->dest->key + 3; /* "mx:" */
 	if (d->dns == NULL || dns_lookup_mx(d->dns, dom, ob_mx_done, od, &id) != RM_OK) {
+		if (od->mx_state == MX_OK) {
+			od->mx_until = d->now + OB_MX_STALE_RETRY_MS;
+			return 1;
+		}
 		od->mx_state = MX_FAIL;
 		od->mx_code = 451;
 		snprintf(od->mx_text, sizeof od->mx_text, "451 4.4.3 DNS not available");
 		od->mx_until = d->now + 1;
 		return -1;
 	}
+	od->mx_refreshing = od->mx_state == MX_OK;
 	od->mx_state = MX_PENDING;
 	return 0;
 }

@@ -144,6 +144,21 @@ def test_no_mx_falls_back_to_the_domain_itself(dns):
     assert hosts == [["0", "plain.test", "192.0.2.9", "2001:db8::9"]]
 
 
+def test_ttl_is_reported(dns, tmp_path):
+    # dnsmasq answers its own records with TTL 0 unless --local-ttl says
+    head, _ = one(dns, "multi.test")
+    assert head[4] == "ttl=0", head
+    gen = run_dnsmasq(tmp_path, ["--local=/test/", "--local-ttl=77", "--mx-host=t.test,mx.t.test,10",
+                                 "--host-record=mx.t.test,192.0.2.77"], qname=b"\x01t\x04test\x00", want=b"\x02mx")
+    server = next(gen)
+    try:
+        head, hosts = one(server, "t.test")
+        assert head[1] == "ok" and head[4] == "ttl=77", head
+        assert hosts == [["10", "mx.t.test", "192.0.2.77"]]
+    finally:
+        next(gen, None)  # stops it
+
+
 def test_null_mx_is_a_permanent_failure(dns):
     head, hosts = one(dns, "nullmx.test")
     assert head[1:4] == ["perm", "556", "5.1.10"] and hosts == []

@@ -7,6 +7,8 @@ when there is no MX, and a null MX or NXDOMAIN bouncing at once. With two
 shards, jobs to one MX domain are handed between shards like smarthost
 jobs, and --dest-max-connections holds for the domain across both. Run
 with Debian's /usr/bin/python3."""
+import os
+import signal
 import socket
 import subprocess
 import threading
@@ -50,7 +52,7 @@ def dns(tmp_path_factory):
 
 
 MX_HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7",
-            "127.0.0.12", "127.0.0.13")
+            "127.0.0.8", "127.0.0.9", "127.0.0.12", "127.0.0.13")
 
 
 def free_port_all(hosts=MX_HOSTS, tries=50):
@@ -131,6 +133,42 @@ def test_no_mx_uses_the_a_record(dns, mxport, daemons):
     d = relay(daemons, dns, port)
     d.send("a@src.test", ["r@plain.test"], BODY)
     assert s.wait(1), d.logtext()
+
+
+def test_mx_answer_is_kept_for_its_ttl(mxport, daemons, tmp_path):
+    """The MX host's address changes at the DNS server (an --addn-hosts file
+    dnsmasq re-reads on SIGHUP, answers with TTL 1 s). Once the TTL has
+    passed, the next connection goes to the new address; the fixed 60 s an
+    answer was once kept would send it to the old one, which still listens."""
+    port, make = mxport
+    old, new = make("127.0.0.8"), make("127.0.0.9")
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.8 mx.ttl.test\n")
+    (tmp_path / "dns").mkdir()
+    gen = run_dnsmasq(tmp_path / "dns", ["--local=/test/", "--local-ttl=1", "--mx-host=ttl.test,mx.ttl.test,10",
+                                         f"--addn-hosts={hosts}"], qname=b"\x03ttl\x04test\x00", want=b"\x02mx")
+    server = next(gen)
+    try:
+        # idle connections close at once, so the second message needs a new one
+        d = daemons("--dns", server, "--mx-port", str(port), "--retry-schedule", "1",
+                    env={"RINGMTA_TEST_OUTBOUND_IDLE_MS": "100"})
+        d.send("a@src.test", ["r1@ttl.test"], BODY)
+        assert old.wait(1, timeout=10), d.logtext()
+        hosts.write_text("127.0.0.9 mx.ttl.test\n")
+        os.kill(int((tmp_path / "dns" / "pid").read_text()), signal.SIGHUP)
+        time.sleep(2.5)  # past the TTL and the idle time
+        d.send("a@src.test", ["r2@ttl.test"], BODY)
+        assert new.wait(1, timeout=10), d.logtext()
+        assert new.handler.messages[0][1] == ["r2@ttl.test"]
+        assert len(old.handler.messages) == 1
+    finally:
+        next(gen, None)  # stops it
+    # the DNS server is gone: the expired answer serves on (RFC 8767)
+    # rather than the mail waiting for DNS
+    time.sleep(1.5)
+    d.send("a@src.test", ["r3@ttl.test"], BODY)
+    assert new.wait(2, timeout=10), d.logtext()
+    assert "4.4.3" not in d.logtext()
 
 
 def test_null_mx_and_nxdomain_bounce_at_once(dns, mxport, daemons, sinks):

@@ -60,8 +60,9 @@ static void dl_done(void *arg, uint64_t id, const struct dns_result *res)
 	l->calls++;
 	l->end_ms = dl_now_ms();
 	if (res->status == DNS_OK) {
-		fprintf(f, "%s ok implicit=%d ms=%lld\n", l->domain, res->implicit_mx ? 1 : 0,
-			(long long)(l->end_ms - l->start_ms));
+		fprintf(f, "%s ok implicit=%d ms=%lld ttl=%lld\n", l->domain, res->implicit_mx ? 1 : 0,
+			(long long)(l->end_ms - l->start_ms),
+			res->ttl_s == UINT32_MAX ? -1ll : (long long)res->ttl_s);
 		for (unsigned i = 0; i < res->nhost; i++) {
 			const struct dns_host *h = &res->host[i];
 			fprintf(f, "  host %u %s", h->pref, h->name);

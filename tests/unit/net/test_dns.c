@@ -193,6 +193,106 @@ static void test_user_data_carries_the_tag(void **st)
 	assert_int_equal((uint32_t)ud, 0xdeadbeefu);
 }
 
+/* msg_put - append n bytes to a message under construction */
+static void msg_put(unsigned char *m, size_t *len, const void *p, size_t n)
+{
+	memcpy(m + *len, p, n);
+	*len += n;
+}
+
+/* msg_rr - one answer record: name (a pointer to the question's name),
+ * type, class IN, ttl, rdata */
+static void msg_rr(unsigned char *m, size_t *len, unsigned type, uint32_t ttl, const void *rd, size_t rdlen)
+{
+	unsigned char h[12] = { 0xc0, 12, (unsigned char)(type >> 8), (unsigned char)type, 0, 1,
+				(unsigned char)(ttl >> 24), (unsigned char)(ttl >> 16), (unsigned char)(ttl >> 8),
+				(unsigned char)ttl, (unsigned char)(rdlen >> 8), (unsigned char)rdlen };
+	msg_put(m, len, h, sizeof h);
+	msg_put(m, len, rd, rdlen);
+}
+
+/* msg_answer - a response to "ex.test A" with an answer per ttls[i]: a
+ * CNAME first when cname, then A records */
+static size_t msg_answer(unsigned char *m, const uint32_t *ttls, unsigned n, bool cname)
+{
+	size_t len = 0;
+	unsigned char hdr[12] = { 0x12, 0x34, 0x81, 0x80, 0, 1, 0, (unsigned char)n, 0, 0, 0, 0 };
+	static const unsigned char q[] = { 2, 'e', 'x', 4, 't', 'e', 's', 't', 0, 0, 1, 0, 1 };
+	static const unsigned char target[] = { 1, 'a', 0xc0, 12 };
+	msg_put(m, &len, hdr, sizeof hdr);
+	msg_put(m, &len, q, sizeof q);
+	for (unsigned i = 0; i < n; i++) {
+		unsigned char a[4] = { 192, 0, 2, (unsigned char)i };
+		if (i == 0 && cname)
+			msg_rr(m, &len, 5, ttls[i], target, sizeof target);
+		else
+			msg_rr(m, &len, 1, ttls[i], a, sizeof a);
+	}
+	return len;
+}
+
+static void test_answer_ttl_is_the_smallest(void **st)
+{
+	(void)st;
+	unsigned char m[512];
+	uint32_t ttl = 7;
+
+	const uint32_t t1[] = { 300, 60, 3600 };
+	size_t len = msg_answer(m, t1, 3, false);
+	assert_true(dns_answer_ttl(m, (int)len, &ttl));
+	assert_int_equal(ttl, 60);
+	/* a CNAME in the chain counts like the others */
+	const uint32_t t2[] = { 5, 60 };
+	len = msg_answer(m, t2, 2, true);
+	assert_true(dns_answer_ttl(m, (int)len, &ttl));
+	assert_int_equal(ttl, 5);
+	/* RFC 2181 §8: a TTL with the top bit set is zero */
+	const uint32_t t3[] = { 0x80000000u, 90 };
+	len = msg_answer(m, t3, 2, false);
+	assert_true(dns_answer_ttl(m, (int)len, &ttl));
+	assert_int_equal(ttl, 0);
+	/* no answer: nothing to tell */
+	ttl = 7;
+	len = msg_answer(m, NULL, 0, false);
+	assert_false(dns_answer_ttl(m, (int)len, &ttl));
+	assert_int_equal(ttl, 7);
+	assert_false(dns_answer_ttl(NULL, 0, &ttl));
+}
+
+/* Every cut of a message is refused, never read past; random bytes do not
+ * crash the parser (run under the sanitizers in CI). */
+static void test_answer_ttl_hostile_input(void **st)
+{
+	(void)st;
+	unsigned char m[512], junk[64];
+	const uint32_t t[] = { 300, 60, 3600 };
+	size_t len = msg_answer(m, t, 3, true);
+	uint32_t ttl;
+	uint64_t rng = 7;
+
+	for (size_t cut = 0; cut < len; cut++) {
+		unsigned char *p = malloc(cut ? cut : 1);
+		assert_non_null(p);
+		memcpy(p, m, cut);
+		assert_false(dns_answer_ttl(p, (int)cut, &ttl));
+		free(p);
+	}
+	for (int round = 0; round < 20000; round++) {
+		size_t n = 12 + (size_t)(round % 52);
+		for (size_t i = 0; i < n; i++) {
+			rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+			junk[i] = (unsigned char)(rng >> 56);
+		}
+		junk[6] = 0;
+		junk[7] = (unsigned char)(round % 3); /* a few answers claimed */
+		unsigned char *p = malloc(n);
+		assert_non_null(p);
+		memcpy(p, junk, n);
+		(void)dns_answer_ttl(p, (int)n, &ttl);
+		free(p);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -202,6 +302,8 @@ int main(void)
 		cmocka_unit_test(test_host_add_bounds_and_duplicates),
 		cmocka_unit_test(test_finish_orders_addresses_and_drops_empty_hosts),
 		cmocka_unit_test(test_user_data_carries_the_tag),
+		cmocka_unit_test(test_answer_ttl_is_the_smallest),
+		cmocka_unit_test(test_answer_ttl_hostile_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
