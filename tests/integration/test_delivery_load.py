@@ -28,6 +28,7 @@ import pytest
 
 pytest.importorskip("aiosmtpd.controller")
 from test_delivery import Daemon, Handler, Sink, free_port  # noqa: E402
+from test_server import metric  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("RINGMTA_BUILD", os.path.join(ROOT, "build"))
@@ -296,15 +297,6 @@ def whole_disk(dev):
         sysdir = os.path.dirname(sysdir)
     with open(os.path.join(sysdir, "dev")) as f:
         return f.read().strip()
-
-
-def metric(port, name):
-    import urllib.request
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-        for line in r.read().decode().splitlines():
-            if line.split(" ")[0] == name:
-                return float(line.split()[1])
-    raise AssertionError(f"no metric {name}")
 
 
 def test_delete_answers_once_its_record_is_durable(tmp_path):
