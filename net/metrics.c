@@ -120,6 +120,8 @@ void metrics_render(const struct shard_stats *st, unsigned open, FILE *f)
 	       st->outbound_open);
 	metric(f, "ringmta_outbound_tls_handshakes_total", "counter", "Outbound STARTTLS handshakes finished",
 	       st->outbound_tls_handshakes);
+	metric(f, "ringmta_outbound_tls_resumed_total", "counter",
+	       "Outbound STARTTLS handshakes that resumed an earlier session", st->outbound_tls_resumed);
 	metric(f, "ringmta_outbound_tls_handshake_failures_total", "counter",
 	       "Outbound STARTTLS handshakes that failed, timed out or met a rejected certificate",
 	       st->outbound_tls_handshake_failures);

@@ -1441,8 +1441,12 @@ static void ob_tls_step(struct ob *d, struct ob_conn *c, int rc)
 	ob_tls_addr(c, addr, sizeof addr);
 	c->tls_hs = false;
 	OB_STAT_ADD(d, outbound_tls_handshakes, 1);
-	snprintf(line, sizeof line, "outbound session to %.200s [%s] over %s %s (%s, certificate %s)",
+	bool resumed = outbound_tls_resumed(c->tls);
+	if (resumed)
+		OB_STAT_ADD(d, outbound_tls_resumed, 1);
+	snprintf(line, sizeof line, "outbound session to %.200s [%s] over %s %s%s (%s, certificate %s)",
 		 c->ld->dest->key, addr, outbound_tls_version(c->tls), outbound_tls_cipher(c->tls),
+		 resumed ? " resumed" : "",
 		 outbound_tls_mode_name(d->g->tls.mode),
 		 d->g->tls.mode == OUTBOUND_TLS_MODE_VERIFY ? "verified" : "not checked");
 	evlog_msg("info", "tls", line);

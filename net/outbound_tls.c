@@ -188,6 +188,12 @@ const char *outbound_tls_version(const struct outbound_tls *t)
 	return tls_conn_version(t->conn);
 }
 
+/* outbound_tls_resumed - the session was resumed */
+bool outbound_tls_resumed(const struct outbound_tls *t)
+{
+	return tls_conn_resumed(t->conn);
+}
+
 /* outbound_tls_cipher - the negotiated suite */
 const char *outbound_tls_cipher(const struct outbound_tls *t)
 {

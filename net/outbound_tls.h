@@ -105,6 +105,10 @@ bool outbound_tls_has_plain(const struct outbound_tls *t);
 const char *outbound_tls_version(const struct outbound_tls *t);
 const char *outbound_tls_cipher(const struct outbound_tls *t);
 
+/* outbound_tls_resumed - after the handshake: the hop took a session
+ * ticket of an earlier connection */
+bool outbound_tls_resumed(const struct outbound_tls *t);
+
 /* outbound_tls_verify_error - why verify rejected the certificate, or "" */
 const char *outbound_tls_verify_error(const struct outbound_tls *t);
 

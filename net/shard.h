@@ -149,6 +149,7 @@ struct shard_stats {
 	uint64_t queue_messages;        /* gauge: messages not finished */
 	uint64_t outbound_open;         /* gauge: outbound connections */
 	uint64_t outbound_tls_handshakes;         /* outbound STARTTLS finished */
+	uint64_t outbound_tls_resumed;            /* of them, resumed sessions */
 	uint64_t outbound_tls_handshake_failures; /* failed, timed out or rejected */
 	uint64_t deliver_hist[NET_DELIVER_BUCKETS]; /* arrival to delivery */
 };

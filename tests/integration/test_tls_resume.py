@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from test_server import BIN, Daemon, free_port
+from test_server import BIN, Daemon, free_port, metric
 from test_tls import make_cert
 
 
@@ -120,6 +120,10 @@ def test_outbound_sessions_are_resumed_per_hop(tmp_path, maxver):
         assert all(t for t, _ in hop.messages), "a message went in plaintext"
         assert hop.resumed[0] is False
         assert hop.resumed[1:] == [True] * (len(hop.resumed) - 1) and len(hop.resumed) >= 3, hop.resumed
+        # the daemon counts and logs what the hop saw
+        assert metric(d.mport, "ringmta_outbound_tls_resumed_total") == len(hop.resumed) - 1
+        assert metric(d.mport, "ringmta_outbound_tls_handshakes_total") == len(hop.resumed)
+        assert d.logtext().count("_resumed_(") == len(hop.resumed) - 1, d.logtext()
     finally:
         d.stop()
         hop.stop()
