@@ -11,6 +11,8 @@
 #include <cstring>
 #include <string>
 
+#include "bench/bench_msg.h"
+
 extern "C" {
 #include "core/smtp_data.h"
 }
@@ -20,18 +22,7 @@ namespace {
 // make_body - about size bytes of realistic dot-stuffed DATA body
 std::string make_body(size_t size)
 {
-	std::string b =
-		"Received: from a.example (a.example [192.0.2.1]) by mx.example with ESMTP\r\n"
-		"Received: from b.example by a.example; Sat, 28 Nov 2026 15:00:00 +0000\r\n"
-		"From: Sender <sender@example.com>\r\n"
-		"To: Recipient <rcpt@example.net>\r\n"
-		"Subject: quarterly newsletter\r\n"
-		"Date: Sat, 28 Nov 2026 15:00:00 +0000\r\n"
-		"Message-ID: <1234567890.abcdef@example.com>\r\n"
-		"MIME-Version: 1.0\r\n"
-		"Content-Type: text/plain; charset=utf-8\r\n"
-		"Content-Transfer-Encoding: 8bit\r\n"
-		"\r\n";
+	std::string b = bench_header();
 	for (unsigned line = 0; b.size() + 78 + 3 <= size; line++) {
 		std::string l;
 		if (line % 40 == 39)
