@@ -475,6 +475,27 @@ static void bounce_walk_break(struct bounce_walker *k)
 	}
 }
 
+/* bounce_plain_run - how many of p[0..n) come before the first CR, LF or
+ * 8-bit octet: eight at a time (a word has a CR when w ^ 0x0d0d.. has a
+ * zero byte), then one at a time */
+static size_t bounce_plain_run(const char *p, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+	size_t j = 0;
+
+	for (; j + 8 <= n; j += 8) {
+		uint64_t w, cr, lf;
+		memcpy(&w, p + j, 8);
+		cr = w ^ (ones * '\r');
+		lf = w ^ (ones * '\n');
+		if ((((cr - ones) & ~cr) | ((lf - ones) & ~lf) | w) & highs)
+			break;
+	}
+	while (j < n && p[j] != '\r' && p[j] != '\n' && (unsigned char)p[j] < 0x80)
+		j++;
+	return j;
+}
+
 /* bounce_walk_slice - feed one slice of the original; see bounce.h for the
  * repairs. Output is cut from s itself where nothing changes. */
 static void bounce_walk_slice(struct bounce_walker *k, struct slice s)
@@ -486,6 +507,20 @@ static void bounce_walk_slice(struct bounce_walker *k, struct slice s)
 		const char *p = s.ptr + i;
 		unsigned char c = (unsigned char)*p;
 
+		if (!k->cr && !k->pm_live) {
+			/* the body of a line: plain octets pass through until
+			 * a CR, an LF, an 8-bit octet or the line's limit, in
+			 * a loop over locals (most of a message is this) */
+			size_t room = k->col < BOUNCE_LINE_MAX ? BOUNCE_LINE_MAX - k->col : 0;
+			size_t n = s.len - i < room ? s.len - i : room;
+			size_t j = bounce_plain_run(p, n);
+			if (j > 0) {
+				k->col += j;
+				k->consumed += j;
+				i += j - 1;
+				continue;
+			}
+		}
 		k->consumed++;
 		if (k->cr && c != '\n') {
 			/* bare CR: becomes SP (the run before it is out already
