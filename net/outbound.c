@@ -613,10 +613,10 @@ static void ob_journal(struct ob_msg *m, const struct spool_jrec *jr)
 /* ob_dsn_add - keep a recipient's outcome for the message's report when
  * it is reported on: failed (bounced, expired: Status 4.4.7), or relayed
  * to a hop that does not pass DSN on (NOTIFY=SUCCESS). True when it is
- * kept: its journal record jr then waits for ob_dsn_flush, which writes
- * it after the report is queued (the spool makes it durable no earlier
- * than the report, so a crash cannot finish the recipient and lose the
- * report). */
+ * kept: its journal record jr then waits for ob_dsn_flush, which hands
+ * it to the spool after the report is queued (the spool writes it only
+ * once the report's commit has ended, so a crash cannot finish the
+ * recipient and lose the report). */
 static bool ob_dsn_add(struct ob *d, struct ob_msg *m, uint32_t r, enum sched_rstate st, const char *text,
 		       const char *hop, const struct spool_jrec *jr)
 {

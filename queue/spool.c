@@ -47,8 +47,9 @@ struct sp_file {
 	uint64_t tail;      /* reserved end: the next append goes here */
 	uint64_t durable;   /* synced through this offset */
 	uint64_t want;      /* completed commits or journal records end here */
-	uint64_t dep_seq;   /* journal: its final records wait for the commits
-			     * numbered up to this to be durable */
+	struct sp_req *held_head, *held_tail; /* journal: records not yet
+			     * handed out, waiting for earlier commits (FIFO,
+			     * linked by qnext) */
 	uint64_t bad_from;  /* first byte a failed write or sync left unknown */
 	bool syncing, sealed;
 	bool sync_waited;   /* the last flush let writes in flight finish */
@@ -68,6 +69,8 @@ struct sp_req {
 	struct spool_tx *tx;
 	bool is_commit;
 	bool lazy;          /* a journal record no one waits for (a deferral) */
+	uint64_t dep;       /* journal: written once the commits numbered up
+			     * to this have ended (0: at once) */
 	char hdr[SPOOL_REC_HDR];
 	struct iovec iov[SPOOL_IOV_MAX + 1];
 	int iovcnt;
@@ -301,6 +304,7 @@ static struct sp_req *sp_req_get(struct spool *sp)
 	r->tx = NULL;
 	r->is_commit = false;
 	r->lazy = false;
+	r->dep = 0;
 	r->own = NULL;
 	r->fnext = r->qnext = NULL;
 	r->iovcnt = 0;
@@ -328,8 +332,8 @@ static void sp_submit(struct spool *sp, struct sp_req *r)
 	sp->qtail = r;
 }
 
-/* sp_write - reserve len bytes at f's tail for r and queue it */
-static void sp_write(struct spool *sp, struct sp_file *f, struct sp_req *r, uint64_t len)
+/* sp_reserve - reserve len bytes at f's tail for r, in f's write order */
+static void sp_reserve(struct sp_file *f, struct sp_req *r, uint64_t len)
 {
 	r->op = SPOOL_OP_WRITE;
 	r->f = f;
@@ -343,7 +347,35 @@ static void sp_write(struct spool *sp, struct sp_file *f, struct sp_req *r, uint
 	f->wq_tail = r;
 	if (r->tx)
 		r->tx->inflight++;
+}
+
+/* sp_write - reserve len bytes at f's tail for r and queue it */
+static void sp_write(struct spool *sp, struct sp_file *f, struct sp_req *r, uint64_t len)
+{
+	sp_reserve(f, r, len);
 	sp_submit(sp, r);
+}
+
+/* sp_deps_ended - every commit numbered up to dep has ended (durable or
+ * failed): the committing list's tail is its oldest */
+static bool sp_deps_ended(const struct spool *sp, uint64_t dep)
+{
+	return dep == 0 || sp->committing_tail == NULL || sp->committing_tail->seq > dep;
+}
+
+/* sp_journal_release - hand out the held journal records whose commits
+ * have ended, in order */
+static void sp_journal_release(struct spool *sp)
+{
+	for (struct sp_file *f = sp->files; f; f = f->next)
+		while (f->held_head && sp_deps_ended(sp, f->held_head->dep)) {
+			struct sp_req *r = f->held_head;
+			f->held_head = r->qnext;
+			if (!f->held_head)
+				f->held_tail = NULL;
+			r->qnext = NULL;
+			sp_submit(sp, r);
+		}
 }
 
 /* sp_tx_pin - note that tx wrote up to end in segment f */
@@ -828,28 +860,15 @@ bool spool_req_next(struct spool *sp, struct spool_req *out)
 	return true;
 }
 
-/* sp_journal_may_sync - a journal's final records become durable only
- * after every commit queued before them: a delivery report (DSN) is
- * committed before the record that finishes the recipient it reports on,
- * so a power cut cannot keep the record and lose the report. The commits
- * still waiting are the committing list; they end within a sync or two
- * (durable or failed), so the journal is held back by as much. */
-static bool sp_journal_may_sync(const struct spool *sp, const struct sp_file *f)
-{
-	/* the list's tail is its oldest commit */
-	return sp->committing_tail == NULL || sp->committing_tail->seq > f->dep_seq;
-}
-
 /* spool_flush - queue one fdatasync per file with completed work waiting */
 void spool_flush(struct spool *sp)
 {
 	sp_recent_drop(sp);
+	sp_journal_release(sp);
 	for (struct sp_file *f = sp->files; f; f = f->next) {
 		uint64_t fr = sp_frontier(f);
 		struct sp_req *r;
 		if (f->syncing || f->want <= f->durable || fr <= f->durable)
-			continue;
-		if (f->journal && !sp_journal_may_sync(sp, f))
 			continue;
 		if (f->wq_head && !f->sync_waited) {
 			/* Writes of this file are in flight (those of this
@@ -1087,9 +1106,21 @@ int spool_journal(struct spool *sp, const struct spool_jrec *j)
 	r->iov[0] = (struct iovec){ r->own, len };
 	r->iovcnt = 1;
 	r->lazy = j->outcome == SPOOL_OUT_DEFERRED;
-	if (!r->lazy)
-		f->dep_seq = sp->commit_seq; /* see sp_journal_may_sync */
-	sp_write(sp, f, r, len);
+	/* A final record is written only after every commit queued before
+	 * it has ended, so the kernel cannot make it durable before them (a
+	 * delivery report before the record of the recipient it reports
+	 * on); the journal keeps its order, so what follows it waits too. */
+	r->dep = r->lazy ? 0 : sp->commit_seq;
+	sp_reserve(f, r, len);
+	if (f->held_head || !sp_deps_ended(sp, r->dep)) {
+		if (f->held_tail)
+			f->held_tail->qnext = r;
+		else
+			f->held_head = r;
+		f->held_tail = r;
+	} else {
+		sp_submit(sp, r);
+	}
 	if (sp_ent_outcome(e, j->rcpt, j->outcome)) {
 		e->finishing = true;
 		e->finish_file = f->num;

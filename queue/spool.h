@@ -35,10 +35,11 @@
  * torn write, a hole) without losing an acknowledged message. A failed write
  * (ENOSPC, EIO) or fdatasync seals its segment: transactions with bytes past
  * the failure fail, earlier committed messages are untouched. A journal's
- * final records (delivered, failed, deleted) are synced only once every
- * commit queued before them has ended, so one never outlives a message
- * committed before it (a delivery report and the record of the recipient
- * it reports on).
+ * final records (delivered, failed, deleted) are written only once every
+ * commit queued before them has ended (later records of the journal wait
+ * behind them), so not even the kernel's writeback can make one durable
+ * before a message committed before it (a delivery report and the record
+ * of the recipient it reports on).
  *
  * Recovery (spool_open) scans every segment of the shard, keeps the commit
  * records whose CRC validates and whose body extents are all present,

@@ -810,15 +810,15 @@ static void do_requests(struct fixture *fx, const struct spool_req *q, int n)
 				       : fx->io.fdatasync(fx->io.ctx, q[i].fd));
 }
 
-/* A journal's final record becomes durable only after every commit queued
- * before it (a delivery report before the record that finishes the
- * recipient it reports on): its fdatasync waits for theirs, even when its
- * own write completed first. */
+/* A journal's final record is written only after every commit queued
+ * before it has ended (a delivery report before the record that finishes
+ * the recipient it reports on), so not even the kernel's writeback can
+ * make it durable first; the journal's later records wait behind it. */
 static void test_journal_waits_for_earlier_commits(void **st)
 {
 	(void)st;
 	struct fixture fx;
-	struct tmsg m[2];
+	struct tmsg m[3];
 	uint64_t seed = 41;
 	struct spool_recovery rec;
 	struct spool_req w[64], q[64];
@@ -827,26 +827,25 @@ static void test_journal_waits_for_earlier_commits(void **st)
 	fx_setup(&fx);
 	fx_open(&fx, 0, &rec);
 	spool_recovery_free(&rec);
-	tmsg_make(&m[0], 1, &seed);
-	tmsg_make(&m[1], 1, &seed);
+	for (int i = 0; i < 3; i++)
+		tmsg_make(&m[i], 1, &seed);
 	assert_int_equal(spool_tx_commit(fx.sp, tmsg_send(fx.sp, &m[0]), &m[0].env), 0);
-	assert_int_equal(collect(fx.sp, 0), 1);
+	assert_int_equal(spool_tx_commit(fx.sp, tmsg_send(fx.sp, &m[2]), &m[2].env), 0);
+	assert_int_equal(collect(fx.sp, 0), 2);
 	/* m[1] (the report) committed, its writes still in the kernel */
 	assert_int_equal(spool_tx_commit(fx.sp, tmsg_send(fx.sp, &m[1]), &m[1].env), 0);
 	nw = take_requests(fx.sp, w, 64, &nsync);
 	assert_true(nw > 0);
 	int segfd = w[0].fd;
-	/* then the record that finishes m[0]: written at once */
+	/* then the record that finishes m[0], and a deferral behind it: held */
 	struct spool_jrec j = { slice_cstr(m[0].id), SPOOL_RCPT_ALL, SPOOL_OUT_BOUNCED, 0, 1,
 				SLICE_LIT("550 5.1.1 no such user") };
 	assert_int_equal(spool_journal(fx.sp, &j), 0);
-	n = take_requests(fx.sp, q, 64, &nsync);
-	assert_int_equal(n, 1);
-	int jfd = q[0].fd;
-	assert_int_not_equal(jfd, segfd);
-	do_requests(&fx, q, n);
+	struct spool_jrec dj = { slice_cstr(m[2].id), 0, SPOOL_OUT_DEFERRED, 1700000000999ull, 1,
+				 SLICE_LIT("451 4.3.0 later") };
+	assert_int_equal(spool_journal(fx.sp, &dj), 0);
 	for (int round = 0; round < 3; round++) {
-		spool_flush(fx.sp); /* the journal must not sync before m[1] */
+		spool_flush(fx.sp); /* nothing of the journal before m[1] ends */
 		assert_int_equal(take_requests(fx.sp, q, 64, &nsync), 0);
 	}
 	do_requests(&fx, w, nw);
@@ -859,16 +858,25 @@ static void test_journal_waits_for_earlier_commits(void **st)
 	assert_int_equal(collect_done(fx.sp), 1);
 	spool_flush(fx.sp);
 	n = take_requests(fx.sp, q, 64, &nsync);
-	assert_int_equal(n, 1); /* now the journal's */
+	assert_int_equal(n, 2); /* now the journal's records, in order */
+	int jfd = q[0].fd;
+	assert_int_not_equal(jfd, segfd);
+	assert_true(q[0].op == SPOOL_OP_WRITE && q[1].op == SPOOL_OP_WRITE && q[1].fd == jfd);
+	assert_true(q[0].off < q[1].off);
+	do_requests(&fx, q, n);
+	spool_flush(fx.sp);
+	n = take_requests(fx.sp, q, 64, &nsync);
+	assert_int_equal(n, 1); /* and its sync */
 	assert_int_equal(q[0].op, SPOOL_OP_SYNC);
 	assert_int_equal(q[0].fd, jfd);
 	do_requests(&fx, q, n);
 
 	fx_open(&fx, 0, &rec);
-	assert_int_equal(rec.nmsg, 1); /* m[0] finished, m[1] kept */
-	assert_memory_equal(rec.msg[0].env.id.ptr, m[1].id, MSGID_LEN);
+	assert_int_equal(rec.nmsg, 2); /* m[0] finished; m[1] and m[2] kept */
+	for (size_t i = 0; i < rec.nmsg; i++)
+		assert_memory_not_equal(rec.msg[i].env.id.ptr, m[0].id, MSGID_LEN);
 	spool_recovery_free(&rec);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 3; i++)
 		free(m[i].body);
 	fx_teardown(&fx);
 }

@@ -11,8 +11,9 @@
  * torn at random offsets, random garbage appended; unsynced creations and
  * unlinks are kept or undone at random. Recovery must then find every
  * acknowledged message intact (envelope and body byte for byte), nothing
- * that was never committed, and every recipient whose finishing journal
- * record was synced still finished. Seeded; a failure prints the seed
+ * that was never committed, every recipient whose finishing journal
+ * record was synced still finished, and for every recipient found
+ * finished by a bounce the delivery report committed before its record. Seeded; a failure prints the seed
  * (RINGMTA_POWERCUT_SEED=N reruns one case).
  */
 #include "tests/unit/harness.h"
@@ -290,6 +291,8 @@ struct pc_msg {
 	bool committed, acked, failed, aborted;
 	char id[MSGID_LEN + 1];
 	uint8_t journaled[3];     /* terminal outcome journaled */
+	bool dsn;                 /* a delivery report: never journaled */
+	unsigned report[3];       /* 1 + the report a bounced recipient got */
 };
 
 struct pc_run {
@@ -357,6 +360,41 @@ static void drain(struct pc_run *r)
 		r->infl[r->ninfl++] = q;
 }
 
+/* bounce - recipient k of acknowledged message n failed: commit a report
+ * for it (a new message, appended and committed in one go), then journal
+ * the recipient bounced, as delivery does. Whenever recovery finds the
+ * recipient finished, it must find the report. */
+static void bounce(struct pc_run *r, unsigned n, uint32_t k)
+{
+	unsigned q = r->next;
+	struct pc_msg *d = &r->m[q];
+
+	if (q >= PC_MSGS)
+		return;
+	msg_make(r, q);
+	d->dsn = true;
+	d->tx = spool_tx_begin(r->sp, d);
+	r->next++;
+	struct slice v = slice_make(d->body, d->len);
+	struct spool_env e = msg_env(d, q);
+	if (d->tx == NULL || spool_tx_append(r->sp, d->tx, &v, 1) != RM_OK ||
+	    spool_tx_commit(r->sp, d->tx, &e) != RM_OK) {
+		if (d->tx != NULL)
+			spool_tx_abort(r->sp, d->tx);
+		d->tx = NULL;
+		d->aborted = true;
+		return;
+	}
+	d->sent = d->len;
+	d->committed = true;
+	struct spool_jrec j = { slice_cstr(r->m[n].id), k, SPOOL_OUT_BOUNCED, 1700000001000000ull, 1,
+				SLICE_LIT("550 5.1.1 no") };
+	if (spool_journal(r->sp, &j) == RM_OK) {
+		r->m[n].journaled[k] = SPOOL_OUT_BOUNCED;
+		r->m[n].report[k] = q + 1;
+	}
+}
+
 /* one_turn - one loop turn of the host */
 static void one_turn(struct pc_run *r)
 {
@@ -395,9 +433,13 @@ static void one_turn(struct pc_run *r)
 	/* journal some outcomes of acknowledged messages */
 	for (unsigned i = 0; i < r->next; i++) {
 		struct pc_msg *m = &r->m[i];
-		if (!m->acked || run_rand(r, 8))
+		if (!m->acked || m->dsn || run_rand(r, 8))
 			continue;
 		uint32_t k = (uint32_t)run_rand(r, m->nrcpt);
+		if (!m->journaled[k] && run_rand(r, 6) == 0) {
+			bounce(r, i, k);
+			continue;
+		}
 		enum spool_outcome oc = run_rand(r, 3) ? SPOOL_OUT_DELIVERED : SPOOL_OUT_DEFERRED;
 		struct spool_jrec j = { slice_cstr(m->id), k, oc, 1700000001000000ull, 1,
 					SLICE_LIT("250 2.0.0 ok") };
@@ -450,7 +492,7 @@ static void synced_finishes(struct pc_run *r, uint8_t (*fin)[3])
 }
 
 struct pc_totals {
-	uint64_t cuts, acked, found, torn_writes, torn_bytes, finished_kept, recut;
+	uint64_t cuts, acked, found, torn_writes, torn_bytes, finished_kept, recut, reports;
 };
 
 /* check_recovered - recover fs and check every promise; fails the test
@@ -521,6 +563,22 @@ static void check_recovered(struct pc_run *r, struct pc_fs *fs, const struct spo
 		if (!seen[n] && !all)
 			fail_msg("seed %llu: acknowledged message %u (%s) lost",
 				 (unsigned long long)seed, n, m->id);
+	}
+	/* a recipient found finished by a bounce has its report */
+	for (unsigned n = 0; n < r->next; n++) {
+		const struct pc_msg *m = &r->m[n];
+		const struct spool_msg *g = NULL;
+		for (size_t i = 0; i < rec.nmsg && m->acked; i++)
+			if (slice_eq(rec.msg[i].env.id, slice_cstr(m->id)))
+				g = &rec.msg[i];
+		for (uint32_t k = 0; k < m->nrcpt && m->acked; k++) {
+			if (!m->report[k] || (g != NULL && !g->rs[k].outcome))
+				continue;
+			tot->reports++;
+			if (!seen[m->report[k] - 1])
+				fail_msg("seed %llu: message %u rcpt %u finished by a bounce, its report lost",
+					 (unsigned long long)seed, n, k);
+		}
 	}
 	spool_recovery_free(&rec);
 	spool_close(sp);
@@ -594,11 +652,11 @@ static void test_power_cuts(void **st)
 	}
 	printf("power cuts: %llu cases, %llu acknowledged messages checked (%llu still queued), "
 	       "%llu torn writes, %llu torn bytes skipped, %llu synced finishes kept, "
-	       "%llu recoveries cut short\n",
+	       "%llu recoveries cut short, %llu bounced recipients' reports found\n",
 	       (unsigned long long)tot.cuts, (unsigned long long)tot.acked,
 	       (unsigned long long)tot.found, (unsigned long long)tot.torn_writes,
 	       (unsigned long long)tot.torn_bytes, (unsigned long long)tot.finished_kept,
-	       (unsigned long long)tot.recut);
+	       (unsigned long long)tot.recut, (unsigned long long)tot.reports);
 	if (!one) {
 		/* the test must have bitten: messages acknowledged, tails torn */
 		assert_true(tot.acked > 1000);
@@ -606,6 +664,7 @@ static void test_power_cuts(void **st)
 		assert_true(tot.torn_bytes > 0);
 		assert_true(tot.finished_kept > 0);
 		assert_true(tot.recut > 100);
+		assert_true(tot.reports > 100);
 	}
 }
 
