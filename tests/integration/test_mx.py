@@ -149,8 +149,9 @@ def test_mx_answer_is_kept_for_its_ttl(mxport, daemons, tmp_path):
                                          f"--addn-hosts={hosts}"], qname=b"\x03ttl\x04test\x00", want=b"\x02mx")
     server = next(gen)
     try:
-        # idle connections close at once, so the second message needs a new one
-        d = daemons("--dns", server, "--mx-port", str(port), "--retry-schedule", "1",
+        # idle connections close at once, so the second message needs a new
+        # one; one shard, as each shard keeps answers of its own
+        d = daemons("--dns", server, "--mx-port", str(port), "--retry-schedule", "1", "--threads", "1",
                     env={"RINGMTA_TEST_OUTBOUND_IDLE_MS": "100"})
         d.send("a@src.test", ["r1@ttl.test"], BODY)
         assert old.wait(1, timeout=10), d.logtext()
