@@ -107,6 +107,7 @@
 #define O_DNS 15u               /* the resolver's operations (net/dns.h ud_base) */
 #define OB_CTL_SLOTS 1024u      /* control requests and hand-offs waiting per shard */
 #define OB_DELETE_WAIT_MS 5000u /* a deletion not durable by then is reported failed */
+#define OB_REPORT_WAIT_MS 60000 /* a report not durable by then: its recipients are not journalled */
 #define OB_CARRY_GAP 2u         /* load difference that makes a hand-off */
 #define OB_CARRY_MAX 256u       /* jobs a shard has with carriers at once */
 #define OB_CARRY_SEGS 4u        /* segments of a carried body (more: stays local) */
@@ -123,6 +124,25 @@ enum ob_body { B_NONE = 0, B_BODY, B_DONE, B_GATHER };
 struct ob_dsn_j {
 	uint32_t attempts;
 	enum spool_outcome outcome;
+};
+
+/* A queued report not yet durable, and the records of the recipients it
+ * reports on: they are journalled once the report is (ob_queued hears of
+ * it), so no crash, power cut or failed commit can finish a recipient and
+ * lose its report. */
+struct ob_pend_rec {
+	uint32_t rcpt, attempts;
+	enum spool_outcome outcome;
+	char reply[OB_TEXT];
+};
+struct ob_pend {
+	struct ob_pend *next;
+	char report[MSGID_LEN + 1];
+	char id[MSGID_LEN + 1];    /* the message reported on */
+	struct spool *sp;
+	int64_t until;             /* ms: given up after this */
+	uint32_t n;
+	struct ob_pend_rec rec[];
 };
 
 struct ob_msg {
@@ -264,6 +284,7 @@ struct ob {
 	uint64_t rng;
 	struct mbox *ctl;          /* control requests (g->_ctl[shard]) */
 	struct outbound_ctl *dels; /* deletions waiting for their journal record */
+	struct ob_pend *pend;      /* reports waiting to be durable */
 	struct ob_carry *away;     /* our jobs other shards carry */
 	unsigned naway;
 	struct ob_msg *proxies;    /* jobs we carry for others */
@@ -299,6 +320,7 @@ static void ob_body_next(struct ob *d, struct ob_conn *c);
 static void ob_gather_send_data(struct ob *d, struct ob_conn *c);
 static bool ob_gather(struct ob *d, struct ob_conn *c);
 static void ob_conn_end(struct ob *d, struct ob_conn *c, const char *why, unsigned code);
+static void ob_pend_check(struct ob *d, const char *id);
 
 /* --- global ------------------------------------------------------------------- */
 
@@ -498,6 +520,8 @@ static void ob_queued(void *arg, const struct store_spool_ref *ref, const char *
 	struct ob_msg *m = calloc(1, sizeof *m);
 	char line[200];
 
+	if (rec == NULL && d->pend != NULL)
+		ob_pend_check(d, id); /* a report we wait for, durable now? */
 	if (m == NULL)
 		goto fail;
 	/* A queued message keeps only its envelope: a typical commit record
@@ -603,20 +627,20 @@ static void ob_log(const struct ob_msg *m, uint32_t r, const char *hop, const ch
 	evlog_delivery(m->id, to, hop, outcome, delay_ms, reply, next_us > now ? (next_us - now + 999999) / 1000000 : 0);
 }
 
-/* ob_journal - write a recipient's journal record */
-static void ob_journal(struct ob_msg *m, const struct spool_jrec *jr)
+/* ob_journal - write a recipient's journal record to sp */
+static void ob_journal(struct spool *sp, const struct spool_jrec *jr)
 {
-	if (spool_journal(m->ref->sp, jr) != RM_OK)
+	if (spool_journal(sp, jr) != RM_OK)
 		evlog_msg("warn", "delivery", "journal record not written: the recipient may be tried again");
 }
 
 /* ob_dsn_add - keep a recipient's outcome for the message's report when
  * it is reported on: failed (bounced, expired: Status 4.4.7), or relayed
  * to a hop that does not pass DSN on (NOTIFY=SUCCESS). True when it is
- * kept: its journal record jr then waits for ob_dsn_flush, which hands
- * it to the spool after the report is queued (the spool writes it only
- * once the report's commit has ended, so a crash cannot finish the
- * recipient and lose the report). */
+ * kept: its journal record jr then waits for ob_dsn_flush, which queues
+ * the report and keeps the record until the report is durable (struct
+ * ob_pend), so neither a crash nor a failed commit can finish the
+ * recipient and lose the report. */
 static bool ob_dsn_add(struct ob *d, struct ob_msg *m, uint32_t r, enum sched_rstate st, const char *text,
 		       const char *hop, const struct spool_jrec *jr)
 {
@@ -657,31 +681,95 @@ static bool ob_dsn_add(struct ob *d, struct ob_msg *m, uint32_t r, enum sched_rs
 	return true;
 }
 
-/* ob_dsn_flush - the round is over: queue the message's report, if any */
+/* ob_pend_add - keep the records of m's reported recipients until the
+ * report is durable; false when out of memory */
+static bool ob_pend_add(struct ob *d, struct ob_msg *m, const char *report)
+{
+	struct ob_pend *p = calloc(1, sizeof *p + m->ndsn * sizeof p->rec[0]);
+	if (p == NULL)
+		return false;
+	memcpy(p->report, report, sizeof p->report);
+	memcpy(p->id, m->id, sizeof p->id);
+	p->sp = m->ref->sp;
+	p->until = d->now + OB_REPORT_WAIT_MS;
+	p->n = m->ndsn;
+	for (uint32_t k = 0; k < m->ndsn; k++) {
+		p->rec[k] = (struct ob_pend_rec){ .rcpt = m->dsn[k].rcpt, .attempts = m->dsn_j[k].attempts,
+						  .outcome = m->dsn_j[k].outcome };
+		snprintf(p->rec[k].reply, sizeof p->rec[k].reply, "%s", m->dsn[k].diag);
+	}
+	p->next = d->pend;
+	d->pend = p;
+	return true;
+}
+
+/* ob_pend_done - report is durable (ok) or given up: journal the records
+ * it was waiting with, or say they are not */
+static void ob_pend_done(struct ob_pend *p, bool ok)
+{
+	char line[200];
+
+	for (uint32_t k = 0; ok && k < p->n; k++) {
+		struct spool_jrec jr = { .id = slice_cstr(p->id), .rcpt = p->rec[k].rcpt,
+					 .outcome = p->rec[k].outcome, .attempts = p->rec[k].attempts,
+					 .reply = slice_cstr(p->rec[k].reply) };
+		ob_journal(p->sp, &jr);
+	}
+	if (!ok) {
+		snprintf(line, sizeof line,
+			 "message %s: its delivery report %s did not become durable; the recipients it "
+			 "reports on are tried again after a restart",
+			 p->id, p->report);
+		evlog_msg("error", "bounce", line);
+	}
+	free(p);
+}
+
+/* ob_pend_check - a message became durable (id), or time passed: finish
+ * the waiting reports it concerns */
+static void ob_pend_check(struct ob *d, const char *id)
+{
+	for (struct ob_pend **pp = &d->pend; *pp != NULL;) {
+		struct ob_pend *p = *pp;
+		bool durable = id != NULL && memcmp(p->report, id, MSGID_LEN) == 0;
+		if (!durable && d->now < p->until) {
+			pp = &p->next;
+			continue;
+		}
+		*pp = p->next;
+		ob_pend_done(p, durable);
+	}
+}
+
+/* ob_dsn_flush - the round is over: queue the message's report, if any.
+ * The reported recipients' journal records wait for the report to be
+ * durable (ob_pend_add); with no report due they are written at once. When
+ * it could not be queued they are not written, so a restart tries those
+ * recipients again and reports then. */
 static void ob_dsn_flush(struct ob *d, struct ob_msg *m)
 {
 	int queued = 0;
-	char line[200];
+	char line[200], report[MSGID_LEN + 1] = "";
 
 	if (m->ndsn == 0)
 		return;
-	int rc = outbound_dsn_send(m->ref, d->g->helo, &m->env, m->id, m->dsn, m->ndsn, &queued);
-	/* The report is queued (or none is due): now the recipients' journal
-	 * records. When it could not be queued they are not written, so a
-	 * restart tries those recipients again and reports then. */
-	for (uint32_t k = 0; rc == RM_OK && k < m->ndsn; k++) {
+	int rc = outbound_dsn_send(m->ref, d->g->helo, &m->env, m->id, m->dsn, m->ndsn, &queued, report);
+	bool wait = rc == RM_OK && queued && report[0] != '\0' && ob_pend_add(d, m, report);
+	/* out of memory for the wait: written now, the spool still holds
+	 * them until the report's commit has ended */
+	for (uint32_t k = 0; rc == RM_OK && !wait && k < m->ndsn; k++) {
 		struct spool_jrec jr = { .id = slice_cstr(m->id), .rcpt = m->dsn[k].rcpt,
 					 .outcome = m->dsn_j[k].outcome, .attempts = m->dsn_j[k].attempts,
 					 .reply = slice_cstr(m->dsn[k].diag) };
-		ob_journal(m, &jr);
+		ob_journal(m->ref->sp, &jr);
 	}
 	m->ref->drain(m->ref->ctx);
 	if (rc != RM_OK)
 		snprintf(line, sizeof line, "message %s: the delivery report could not be queued: %s", m->id,
 			 rm_strerror(rc));
 	else if (queued)
-		snprintf(line, sizeof line, "message %s: delivery report queued for %u recipient(s)", m->id,
-			 m->ndsn);
+		snprintf(line, sizeof line, "message %s: delivery report queued for %u recipient(s) as %s", m->id,
+			 m->ndsn, report);
 	else if (m->env.sender.len == 0)
 		snprintf(line, sizeof line, "message %s from <> not delivered: dropped, never bounced", m->id);
 	else
@@ -809,7 +897,7 @@ static void ob_job_done(struct ob *d, struct sched_job *j, struct ob_msg *m, con
 			break;
 		}
 		if (!ob_dsn_add(d, m, rcpt[i], st[i], text[i], hop, &jr))
-			ob_journal(m, &jr);
+			ob_journal(m->ref->sp, &jr);
 		ob_log(m, rcpt[i], hop, text[i], delay, outcome, jr.next_attempt_us);
 	}
 	m->ref->drain(m->ref->ctx);
@@ -1907,6 +1995,10 @@ static void ob_destroy(void *arg)
 		free(c);
 	}
 	d->dns = dns_free(d->dns);
+	for (struct ob_pend *p = d->pend, *n; p != NULL; p = n) {
+		n = p->next; /* not journalled: tried again after the restart */
+		free(p);
+	}
 	for (struct ob_msg *m = d->msgs, *n; m != NULL; m = n) {
 		n = m->next;
 		bool away = false;
@@ -2460,6 +2552,8 @@ static void ob_turn(void *arg, int64_t now_ms)
 	if (d->stopped)
 		return;
 	ob_ctl_take(d);
+	if (d->pend != NULL)
+		ob_pend_check(d, NULL); /* reports that never became durable */
 	if (d->dns != NULL)
 		dns_tick(d->dns);
 	ob_timeouts(d);

@@ -62,7 +62,7 @@ static void outbound_dsn_date(uint64_t us, char *out, size_t cap)
 
 /* outbound_dsn_send - report it[0..n) of env to its sender */
 int outbound_dsn_send(const struct store_spool_ref *ref, const char *hostname, const struct spool_env *env,
-		      const char *id, const struct outbound_dsn_item *it, size_t n, int *queued)
+		      const char *id, const struct outbound_dsn_item *it, size_t n, int *queued, char *report)
 {
 	struct bounce_rcpt *r = calloc(n ? n : 1, sizeof *r);
 	bool *sel = calloc(n ? n : 1, sizeof *sel);
@@ -142,7 +142,7 @@ int outbound_dsn_send(const struct store_spool_ref *ref, const char *hostname, c
 		.rcpt = &to,
 		.nrcpt = 1,
 	};
-	rc = ref->inject(ref->ictx, bo.v, bo.nv, &de);
+	rc = ref->inject(ref->ictx, bo.v, bo.nv, &de, report);
 	if (rc == RM_OK)
 		*queued = 1;
 out_a:

@@ -33,10 +33,11 @@ void outbound_dsn_status(enum bounce_action act, const char *reply, char out[BOU
  * its sender, from hostname: the original is read back from ref's spool
  * (blocking; only what the report can hold), the report is built and
  * injected on ref. RM_OK with *queued 0 when nobody is to be told (null
- * sender, NOTIFY rules); *queued 1 when a report was queued. Runs on the
+ * sender, NOTIFY rules); *queued 1 when a report was queued, its queue ID
+ * then in report[0..MSGID_LEN] (when report is not NULL). Runs on the
  * shard's thread. */
 RM_MUST_USE int outbound_dsn_send(const struct store_spool_ref *ref, const char *hostname,
 				  const struct spool_env *env, const char *id,
-				  const struct outbound_dsn_item *it, size_t n, int *queued);
+				  const struct outbound_dsn_item *it, size_t n, int *queued, char *report);
 
 #endif

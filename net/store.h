@@ -47,9 +47,10 @@ struct store_spool_ref {
 	/* inject - queue a message made locally (a DSN) on the shard's own
 	 * spool: body[0..n) is copied, env is the envelope (its received
 	 * slice may be empty). Group-committed like a received message and,
-	 * once durable, handed to the delivery module like one. RM_OK or an
-	 * error (nothing queued). */
-	int (*inject)(void *ictx, const struct slice *body, size_t n, const struct spool_env *env);
+	 * once durable, handed to the delivery module like one (its queue ID
+	 * into id[0..MSGID_LEN] when id is not NULL). RM_OK or an error
+	 * (nothing queued). */
+	int (*inject)(void *ictx, const struct slice *body, size_t n, const struct spool_env *env, char *id);
 	void *ictx;
 };
 

@@ -349,7 +349,7 @@ static void ss_drain_extra(void *ctx)
 
 /* ss_inject - queue a locally made message (ref.inject): the body is
  * copied, the commit joins the turn's group fdatasync */
-static int ss_inject(void *ctx, const struct slice *body, size_t n, const struct spool_env *env)
+static int ss_inject(void *ctx, const struct slice *body, size_t n, const struct spool_env *env, char *id)
 {
 	struct spool_store *ss = ctx;
 	struct store_tx *t = ss->free;
@@ -377,7 +377,9 @@ static int ss_inject(void *ctx, const struct slice *body, size_t n, const struct
 		free(mem);
 		return RM_ENOMEM;
 	}
-	(void)spool_tx_id(ss->sp, t->stx, ss_wall_us());
+	const char *qid = spool_tx_id(ss->sp, t->stx, ss_wall_us());
+	if (id != NULL)
+		memcpy(id, qid, MSGID_LEN + 1);
 	struct slice v = slice_make(mem, len);
 	int rc = spool_tx_append(ss->sp, t->stx, &v, 1);
 	if (rc != RM_OK) {

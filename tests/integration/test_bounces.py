@@ -3,7 +3,9 @@ refused with 5xx (or kept past --max-queue-lifetime) makes ringmta queue an
 RFC 3464 report from <> to the sender, delivered like any message; the
 sender's domain is routed to a second aiosmtpd sink that receives it. Also
 what must produce no report: the null sender, NOTIFY=NEVER, and a report
-that is itself refused (no loop). Run with Debian's /usr/bin/python3."""
+that is itself refused (no loop). A report that cannot be committed (the
+disk is full) leaves its recipient queued, to be reported after a restart.
+Run with Debian's /usr/bin/python3."""
 import email
 import email.policy
 import time
@@ -196,3 +198,49 @@ def test_report_survives_a_stop_mid_round(sinks, daemons, tmp_path):
     assert src.wait(1, timeout=20), d2.logtext()
     rcpts, _ = report_fields(parse(src.handler.messages[0][2]))
     assert [r["final-recipient"].lower().replace(" ", "") for r in rcpts] == ["rfc822;bad@one.test"]
+
+
+def test_report_that_cannot_be_committed_leaves_its_recipient_queued(sinks, tmp_path):
+    """The disk fills up between a message's acceptance and its bounce:
+    the report cannot be committed (ENOSPC). The bounced recipient must not
+    be journalled finished, or the report is lost for good; after a
+    restart with space again it is still queued and is tried (and
+    reported) again. The spool is on a 1 MB tmpfs the test mounts; a
+    deferred message first gives the journal a page with room to spare,
+    which the record of the bounce would fit in."""
+    from test_delivery import Daemon
+    from test_delivery_load import queue, wait_deferred
+    import os
+    import subprocess
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
+    spool = str(mnt / "spool")
+    dst = sinks({"late@dst.test": [451], "bad@dst.test": [550]})
+    try:
+        d = Daemon("--smarthost", f"127.0.0.1:{dst.port}", "--threads", "1", "--retry-schedule", "3600",
+                   spool=spool)
+        try:
+            d.send("a@src.test", ["late@dst.test"], b"Subject: late\r\n\r\nlate\r\n")
+            assert len(wait_deferred(spool, 1)) == 1, d.logtext()
+            # leave room for the message (88 KB) but not for its report too
+            st = os.statvfs(mnt)
+            with open(mnt / "fill", "wb") as f:
+                f.write(b"\0" * (st.f_bavail * st.f_frsize - 120 * 1024))
+            d.send("a@src.test", ["bad@dst.test"], b"Subject: bad\r\n\r\n" + (b"x" * 78 + b"\r\n") * 1100)
+            assert wait_log(d, "not queued"), d.logtext()  # the report's commit failed
+            ids = [ln.split()[0] for ln in queue(spool, "list").stdout.decode().splitlines()]
+            assert len(ids) == 2, ids
+        finally:
+            d.stop()
+        os.unlink(mnt / "fill")
+        d = Daemon("--smarthost", f"127.0.0.1:{dst.port}", "--threads", "1", "--retry-schedule", "3600",
+                   spool=spool)
+        try:
+            # still queued: tried again, bounced again, reported this time
+            assert wait_log(d, "delivery report queued"), d.logtext()
+            assert "to=bad@dst.test" in d.logtext(), d.logtext()
+        finally:
+            d.stop()
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)

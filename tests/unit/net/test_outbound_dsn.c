@@ -21,7 +21,7 @@ struct cap {
 };
 
 /* cap_inject - the store's injection, recorded */
-static int cap_inject(void *ctx, const struct slice *v, size_t n, const struct spool_env *env)
+static int cap_inject(void *ctx, const struct slice *v, size_t n, const struct spool_env *env, char *id)
 {
 	struct cap *c = ctx;
 	size_t len = 0;
@@ -38,6 +38,8 @@ static int cap_inject(void *ctx, const struct slice *v, size_t n, const struct s
 	snprintf(c->rcpt, sizeof c->rcpt, "%.*s", (int)env->rcpt[0].addr.len, env->rcpt[0].addr.ptr);
 	c->nrcpt = env->nrcpt;
 	c->calls++;
+	if (id != NULL)
+		snprintf(id, MSGID_LEN + 1, "%016d", c->calls);
 	return RM_OK;
 }
 
@@ -151,9 +153,11 @@ static void test_failure_report_queued(void **state)
 	int q = -1;
 	fx_open(&f, "a@src.test", BODY, sizeof BODY - 1, 0, 0);
 	struct outbound_dsn_item it = item(0, BOUNCE_FAILED, "550 5.1.1 no such user");
-	assert_int_equal(outbound_dsn_send(&f.ref, "relay.test", &f.env, f.id, &it, 1, &q), 0);
+	char report[MSGID_LEN + 1] = "";
+	assert_int_equal(outbound_dsn_send(&f.ref, "relay.test", &f.env, f.id, &it, 1, &q, report), 0);
 	assert_int_equal(q, 1);
 	assert_int_equal(f.cap.calls, 1);
+	assert_string_equal(report, "0000000000000001"); /* the store's queue ID of it */
 	assert_string_equal(f.cap.sender, "");
 	assert_string_equal(f.cap.rcpt, "a@src.test");
 	assert_int_equal(f.cap.nrcpt, 1);
@@ -177,23 +181,23 @@ static void test_nobody_told(void **state)
 
 	fx_open(&f, "", BODY, sizeof BODY - 1, 0, 0); /* null sender */
 	it = item(0, BOUNCE_FAILED, "550 5.1.1 no");
-	assert_int_equal(outbound_dsn_send(&f.ref, "relay.test", &f.env, f.id, &it, 1, &q), 0);
+	assert_int_equal(outbound_dsn_send(&f.ref, "relay.test", &f.env, f.id, &it, 1, &q, NULL), 0);
 	assert_int_equal(q, 0);
 	assert_int_equal(f.cap.calls, 0);
 	fx_close(&f);
 
 	fx_open(&f, "a@src.test", BODY, sizeof BODY - 1, SMTP_NOTIFY_NEVER, 0);
-	assert_int_equal(outbound_dsn_send(&f.ref, "relay.test", &f.env, f.id, &it, 1, &q), 0);
+	assert_int_equal(outbound_dsn_send(&f.ref, "relay.test", &f.env, f.id, &it, 1, &q, NULL), 0);
 	assert_int_equal(q, 0);
 	assert_int_equal(f.cap.calls, 0);
 	/* relayed without NOTIFY=SUCCESS: nobody asked */
 	it = item(1, BOUNCE_RELAYED, "250 2.0.0 Ok");
-	assert_int_equal(outbound_dsn_send(&f.ref, "relay.test", &f.env, f.id, &it, 1, &q), 0);
+	assert_int_equal(outbound_dsn_send(&f.ref, "relay.test", &f.env, f.id, &it, 1, &q, NULL), 0);
 	assert_int_equal(q, 0);
 	fx_close(&f);
 
 	fx_open(&f, "a@src.test", BODY, sizeof BODY - 1, SMTP_NOTIFY_SUCCESS, 0);
-	assert_int_equal(outbound_dsn_send(&f.ref, "relay.test", &f.env, f.id, &it, 1, &q), 0);
+	assert_int_equal(outbound_dsn_send(&f.ref, "relay.test", &f.env, f.id, &it, 1, &q, NULL), 0);
 	assert_int_equal(q, 1);
 	assert_non_null(strstr(f.cap.body, "Action: relayed"));
 	fx_close(&f);
@@ -207,7 +211,7 @@ static void test_headers_only(void **state)
 	struct outbound_dsn_item it = item(0, BOUNCE_FAILED, "550 5.1.1 no");
 
 	fx_open(&f, "a@src.test", BODY, sizeof BODY - 1, 0, SMTP_RET_HDRS);
-	assert_int_equal(outbound_dsn_send(&f.ref, "relay.test", &f.env, f.id, &it, 1, &q), 0);
+	assert_int_equal(outbound_dsn_send(&f.ref, "relay.test", &f.env, f.id, &it, 1, &q, NULL), 0);
 	assert_non_null(strstr(f.cap.body, "text/rfc822-headers"));
 	assert_null(strstr(f.cap.body, "body line"));
 	fx_close(&f);
@@ -221,7 +225,7 @@ static void test_headers_only(void **state)
 	for (size_t i = sizeof BODY; i + 2 < big; i += 100)
 		memcpy(b + i, "\r\n", 2);
 	fx_open(&f, "a@src.test", b, big, 0, 0);
-	assert_int_equal(outbound_dsn_send(&f.ref, "relay.test", &f.env, f.id, &it, 1, &q), 0);
+	assert_int_equal(outbound_dsn_send(&f.ref, "relay.test", &f.env, f.id, &it, 1, &q, NULL), 0);
 	assert_int_equal(q, 1);
 	assert_non_null(strstr(f.cap.body, "text/rfc822-headers"));
 	assert_non_null(strstr(f.cap.body, "Subject: hello"));
