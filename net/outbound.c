@@ -627,10 +627,11 @@ static void ob_log(const struct ob_msg *m, uint32_t r, const char *hop, const ch
 	evlog_delivery(m->id, to, hop, outcome, delay_ms, reply, next_us > now ? (next_us - now + 999999) / 1000000 : 0);
 }
 
-/* ob_journal - write a recipient's journal record to sp */
-static void ob_journal(struct spool *sp, const struct spool_jrec *jr)
+/* ob_journal - write a recipient's journal record to sp; after: once the
+ * commits queued before it have ended (a reported recipient's) */
+static void ob_journal(struct spool *sp, const struct spool_jrec *jr, bool after)
 {
-	if (spool_journal(sp, jr) != RM_OK)
+	if ((after ? spool_journal_after(sp, jr) : spool_journal(sp, jr)) != RM_OK)
 		evlog_msg("warn", "delivery", "journal record not written: the recipient may be tried again");
 }
 
@@ -713,7 +714,7 @@ static void ob_pend_done(struct ob_pend *p, bool ok)
 		struct spool_jrec jr = { .id = slice_cstr(p->id), .rcpt = p->rec[k].rcpt,
 					 .outcome = p->rec[k].outcome, .attempts = p->rec[k].attempts,
 					 .reply = slice_cstr(p->rec[k].reply) };
-		ob_journal(p->sp, &jr);
+		ob_journal(p->sp, &jr, true);
 	}
 	if (!ok) {
 		snprintf(line, sizeof line,
@@ -761,7 +762,7 @@ static void ob_dsn_flush(struct ob *d, struct ob_msg *m)
 		struct spool_jrec jr = { .id = slice_cstr(m->id), .rcpt = m->dsn[k].rcpt,
 					 .outcome = m->dsn_j[k].outcome, .attempts = m->dsn_j[k].attempts,
 					 .reply = slice_cstr(m->dsn[k].diag) };
-		ob_journal(m->ref->sp, &jr);
+		ob_journal(m->ref->sp, &jr, true);
 	}
 	m->ref->drain(m->ref->ctx);
 	if (rc != RM_OK)
@@ -897,7 +898,7 @@ static void ob_job_done(struct ob *d, struct sched_job *j, struct ob_msg *m, con
 			break;
 		}
 		if (!ob_dsn_add(d, m, rcpt[i], st[i], text[i], hop, &jr))
-			ob_journal(m->ref->sp, &jr);
+			ob_journal(m->ref->sp, &jr, false);
 		ob_log(m, rcpt[i], hop, text[i], delay, outcome, jr.next_attempt_us);
 	}
 	m->ref->drain(m->ref->ctx);

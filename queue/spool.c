@@ -1079,8 +1079,9 @@ static char *sp_jrec_buf(const struct spool_jrec *j, size_t *len)
 	return p;
 }
 
-/* spool_journal - queue a delivery-journal record */
-int spool_journal(struct spool *sp, const struct spool_jrec *j)
+/* sp_journal - queue a delivery-journal record; after: held until the
+ * commits queued before it have ended */
+static int sp_journal(struct spool *sp, const struct spool_jrec *j, bool after)
 {
 	struct sp_ent *e = sp_ent_find(sp, j->id);
 	struct sp_file *f;
@@ -1106,13 +1107,13 @@ int spool_journal(struct spool *sp, const struct spool_jrec *j)
 	r->iov[0] = (struct iovec){ r->own, len };
 	r->iovcnt = 1;
 	r->lazy = j->outcome == SPOOL_OUT_DEFERRED;
-	/* A final record is written only after every commit queued before
-	 * it has ended, so the kernel cannot make it durable before them (a
-	 * delivery report before the record of the recipient it reports
-	 * on); the journal keeps its order, so what follows it waits too. */
-	r->dep = r->lazy ? 0 : sp->commit_seq;
+	/* Held: written only after every commit queued before it has ended,
+	 * so the kernel cannot make it durable before them. Records queued
+	 * later without the hold go out at once: the durable frontier stays
+	 * below the held one until it is written. */
+	r->dep = after ? sp->commit_seq : 0;
 	sp_reserve(f, r, len);
-	if (f->held_head || !sp_deps_ended(sp, r->dep)) {
+	if (after && (f->held_head || !sp_deps_ended(sp, r->dep))) {
 		if (f->held_tail)
 			f->held_tail->qnext = r;
 		else
@@ -1128,6 +1129,18 @@ int spool_journal(struct spool *sp, const struct spool_jrec *j)
 		sp->fin[sp->nfin++] = (uint32_t)(e - sp->ents);
 	}
 	return RM_OK;
+}
+
+/* spool_journal - queue a delivery-journal record */
+int spool_journal(struct spool *sp, const struct spool_jrec *j)
+{
+	return sp_journal(sp, j, false);
+}
+
+/* spool_journal_after - the same, written after earlier commits end */
+int spool_journal_after(struct spool *sp, const struct spool_jrec *j)
+{
+	return sp_journal(sp, j, true);
 }
 
 /* spool_msg_live - whether id is still kept */

@@ -34,12 +34,11 @@
  * disk, and recovery may stop a segment's scan at the first bad record (a
  * torn write, a hole) without losing an acknowledged message. A failed write
  * (ENOSPC, EIO) or fdatasync seals its segment: transactions with bytes past
- * the failure fail, earlier committed messages are untouched. A journal's
- * final records (delivered, failed, deleted) are written only once every
- * commit queued before them has ended (later records of the journal wait
- * behind them), so not even the kernel's writeback can make one durable
- * before a message committed before it (a delivery report and the record
- * of the recipient it reports on).
+ * the failure fail, earlier committed messages are untouched. A record
+ * queued with spool_journal_after is written only once every commit queued
+ * before it has ended, so not even the kernel's writeback can make it
+ * durable before them (a delivery report and the record of the recipient
+ * it reports on).
  *
  * Recovery (spool_open) scans every segment of the shard, keeps the commit
  * records whose CRC validates and whose body extents are all present,
@@ -242,6 +241,13 @@ void spool_run(struct spool *sp);
  * destination that defers thousands of messages costs no fdatasync.
  * RM_EINVAL: unknown ID or recipient index; RM_AGAIN: retry later. */
 RM_MUST_USE int spool_journal(struct spool *sp, const struct spool_jrec *j);
+
+/* spool_journal_after - spool_journal, but the record is handed out only
+ * once every commit queued before it has ended (durable or failed): for the
+ * record of a recipient a report speaks for. Records queued after it
+ * without the hold are written at once; they count as durable only when
+ * everything before them in the journal is. */
+RM_MUST_USE int spool_journal_after(struct spool *sp, const struct spool_jrec *j);
 
 /* spool_msg_live - whether the spool still keeps the message: true until
  * every recipient is finished and the journal record that finished the

@@ -362,8 +362,8 @@ static void drain(struct pc_run *r)
 
 /* bounce - recipient k of acknowledged message n failed: commit a report
  * for it (a new message, appended and committed in one go), then journal
- * the recipient bounced, as delivery does. Whenever recovery finds the
- * recipient finished, it must find the report. */
+ * the recipient bounced with spool_journal_after, at once. Whenever
+ * recovery finds the recipient finished, it must find the report. */
 static void bounce(struct pc_run *r, unsigned n, uint32_t k)
 {
 	unsigned q = r->next;
@@ -389,7 +389,7 @@ static void bounce(struct pc_run *r, unsigned n, uint32_t k)
 	d->committed = true;
 	struct spool_jrec j = { slice_cstr(r->m[n].id), k, SPOOL_OUT_BOUNCED, 1700000001000000ull, 1,
 				SLICE_LIT("550 5.1.1 no") };
-	if (spool_journal(r->sp, &j) == RM_OK) {
+	if (spool_journal_after(r->sp, &j) == RM_OK) {
 		r->m[n].journaled[k] = SPOOL_OUT_BOUNCED;
 		r->m[n].report[k] = q + 1;
 	}
