@@ -191,6 +191,7 @@ void dns_mx_build(struct dns_result *r, const struct ares_mx_reply *mx, uint64_t
 	size_t n = 0;
 
 	memset(r, 0, sizeof *r);
+	r->ttl_s = UINT32_MAX; /* no answer's TTL seen yet */
 	for (const struct ares_mx_reply *m = mx; m != NULL; m = m->next) {
 		/* RFC 7505 §3: the target "." says the domain takes no mail;
 		 * a domain with one MUST NOT publish others, so one is enough.
@@ -515,8 +516,7 @@ static void on_mx(struct dns *r, struct dns_job *job, int status, const unsigned
 	if (status == ARES_SUCCESS) {
 		status = ares_parse_mx_reply(abuf, alen, &mx);
 		if (status == ARES_SUCCESS) {
-			dns_mx_build(&job->res, mx, &r->rng); /* resets res */
-			job->res.ttl_s = UINT32_MAX;
+			dns_mx_build(&job->res, mx, &r->rng);
 			job_ttl(job, abuf, alen);
 			ares_free_data(mx);
 			if (job->res.status == DNS_OK)

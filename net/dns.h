@@ -165,7 +165,7 @@ unsigned dns_pending(const struct dns *r);
  * it): null MX -> DNS_PERM 556 5.1.10; else the hosts, sorted by preference
  * with equal ones shuffled by *rng, duplicates and names too long dropped,
  * at most DNS_HOSTS_MAX kept (the first DNS_MX_SCAN_MAX records are looked
- * at); status DNS_OK, no addresses yet (nhost may be 0) */
+ * at); status DNS_OK, no addresses and no TTL yet (nhost may be 0) */
 void dns_mx_build(struct dns_result *r, const struct ares_mx_reply *mx, uint64_t *rng);
 
 /* One MX record: a borrowed name and its preference. */

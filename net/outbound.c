@@ -131,9 +131,8 @@ struct ob_dsn_j {
  * it), so no crash, power cut or failed commit can finish a recipient and
  * lose its report. */
 struct ob_pend_rec {
-	uint32_t rcpt, attempts;
-	enum spool_outcome outcome;
-	char reply[OB_TEXT];
+	struct spool_jrec jr;      /* id and reply point into the ob_pend */
+	char reply[OUTBOUND_DSN_TEXT];
 };
 struct ob_pend {
 	struct ob_pend *next;
@@ -682,6 +681,15 @@ static bool ob_dsn_add(struct ob *d, struct ob_msg *m, uint32_t r, enum sched_rs
 	return true;
 }
 
+/* ob_dsn_jrec - the journal record of m's k-th reported recipient (its
+ * slices point into m) */
+static struct spool_jrec ob_dsn_jrec(const struct ob_msg *m, uint32_t k)
+{
+	return (struct spool_jrec){ .id = slice_cstr(m->id), .rcpt = m->dsn[k].rcpt,
+				    .outcome = m->dsn_j[k].outcome, .attempts = m->dsn_j[k].attempts,
+				    .reply = slice_cstr(m->dsn[k].diag) };
+}
+
 /* ob_pend_add - keep the records of m's reported recipients until the
  * report is durable; false when out of memory */
 static bool ob_pend_add(struct ob *d, struct ob_msg *m, const char *report)
@@ -695,9 +703,11 @@ static bool ob_pend_add(struct ob *d, struct ob_msg *m, const char *report)
 	p->until = d->now + OB_REPORT_WAIT_MS;
 	p->n = m->ndsn;
 	for (uint32_t k = 0; k < m->ndsn; k++) {
-		p->rec[k] = (struct ob_pend_rec){ .rcpt = m->dsn[k].rcpt, .attempts = m->dsn_j[k].attempts,
-						  .outcome = m->dsn_j[k].outcome };
-		snprintf(p->rec[k].reply, sizeof p->rec[k].reply, "%s", m->dsn[k].diag);
+		struct ob_pend_rec *q = &p->rec[k];
+		memcpy(q->reply, m->dsn[k].diag, sizeof q->reply);
+		q->jr = ob_dsn_jrec(m, k);
+		q->jr.id = slice_make(p->id, MSGID_LEN);
+		q->jr.reply = slice_cstr(q->reply);
 	}
 	p->next = d->pend;
 	d->pend = p;
@@ -710,12 +720,8 @@ static void ob_pend_done(struct ob_pend *p, bool ok)
 {
 	char line[200];
 
-	for (uint32_t k = 0; ok && k < p->n; k++) {
-		struct spool_jrec jr = { .id = slice_cstr(p->id), .rcpt = p->rec[k].rcpt,
-					 .outcome = p->rec[k].outcome, .attempts = p->rec[k].attempts,
-					 .reply = slice_cstr(p->rec[k].reply) };
-		ob_journal(p->sp, &jr, true);
-	}
+	for (uint32_t k = 0; ok && k < p->n; k++)
+		ob_journal(p->sp, &p->rec[k].jr, true);
 	if (!ok) {
 		snprintf(line, sizeof line,
 			 "message %s: its delivery report %s did not become durable; the recipients it "
@@ -759,9 +765,7 @@ static void ob_dsn_flush(struct ob *d, struct ob_msg *m)
 	/* out of memory for the wait: written now, the spool still holds
 	 * them until the report's commit has ended */
 	for (uint32_t k = 0; rc == RM_OK && !wait && k < m->ndsn; k++) {
-		struct spool_jrec jr = { .id = slice_cstr(m->id), .rcpt = m->dsn[k].rcpt,
-					 .outcome = m->dsn_j[k].outcome, .attempts = m->dsn_j[k].attempts,
-					 .reply = slice_cstr(m->dsn[k].diag) };
+		struct spool_jrec jr = ob_dsn_jrec(m, k);
 		ob_journal(m->ref->sp, &jr, true);
 	}
 	m->ref->drain(m->ref->ctx);
@@ -1059,6 +1063,14 @@ static void ob_conn_hop(struct ob *d, struct ob_conn *c)
 	}
 }
 
+/* ob_mx_stale - the expired answer serves until the resolver is back
+ * (RFC 8767: stale data beats none), looked up again after a while */
+static void ob_mx_stale(struct ob *d, struct ob_dest *od)
+{
+	od->mx_state = MX_OK;
+	od->mx_until = d->now + OB_MX_STALE_RETRY_MS;
+}
+
 /* ob_mx_done - an MX lookup finished: keep the answer on its destination */
 static void ob_mx_done(void *arg, uint64_t id, const struct dns_result *res)
 {
@@ -1069,10 +1081,7 @@ static void ob_mx_done(void *arg, uint64_t id, const struct dns_result *res)
 
 	od->mx_refreshing = false;
 	if (refresh && res->status == DNS_TEMP) {
-		/* the expired answer serves until the resolver is back
-		 * (RFC 8767: stale data beats none) */
-		od->mx_state = MX_OK;
-		od->mx_until = d->now + OB_MX_STALE_RETRY_MS;
+		ob_mx_stale(d, od);
 		return;
 	}
 	od->mx_state = MX_FAIL;
@@ -1152,7 +1161,7 @@ static int ob_mx_state(struct ob *d, struct sched_ldest *ld, struct ob_dest *od)
 	const char *dom = ld->dest->key + 3; /* "mx:" */
 	if (d->dns == NULL || dns_lookup_mx(d->dns, dom, ob_mx_done, od, &id) != RM_OK) {
 		if (od->mx_state == MX_OK) {
-			od->mx_until = d->now + OB_MX_STALE_RETRY_MS;
+			ob_mx_stale(d, od);
 			return 1;
 		}
 		od->mx_state = MX_FAIL;

@@ -217,9 +217,9 @@ def test_report_that_cannot_be_committed_leaves_its_recipient_queued(sinks, tmp_
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], check=True)
     spool = str(mnt / "spool")
     dst = sinks({"late@dst.test": [451], "bad@dst.test": [550]})
+    args = ("--smarthost", f"127.0.0.1:{dst.port}", "--threads", "1", "--retry-schedule", "3600")
     try:
-        d = Daemon("--smarthost", f"127.0.0.1:{dst.port}", "--threads", "1", "--retry-schedule", "3600",
-                   spool=spool)
+        d = Daemon(*args, spool=spool)
         try:
             d.send("a@src.test", ["late@dst.test"], b"Subject: late\r\n\r\nlate\r\n")
             assert len(wait_deferred(spool, 1)) == 1, d.logtext()
@@ -234,8 +234,7 @@ def test_report_that_cannot_be_committed_leaves_its_recipient_queued(sinks, tmp_
         finally:
             d.stop()
         os.unlink(mnt / "fill")
-        d = Daemon("--smarthost", f"127.0.0.1:{dst.port}", "--threads", "1", "--retry-schedule", "3600",
-                   spool=spool)
+        d = Daemon(*args, spool=spool)
         try:
             # still queued: tried again, bounced again, reported this time
             assert wait_log(d, "delivery report queued"), d.logtext()
