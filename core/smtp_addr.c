@@ -11,6 +11,8 @@
  */
 #include "core/smtp_addr.h"
 
+#include "core/swar.h"
+
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
@@ -628,24 +630,15 @@ struct addr_param {
 
 /* addr_value_span - the first byte at or after p that is not an ASCII
  * esmtp-value byte (%d33-60 / %d62-126), or end. Eight bytes a step while
- * eight remain: a byte is flagged if it is below 33, above 126 or "=";
- * the lowest flag is exact (borrows and carries only run upward from a
- * flagged byte). The tail goes through the class table. */
+ * eight remain (core/swar.h): a byte is flagged if it is below 33, above
+ * 126 or "=". The tail goes through the class table. */
 static inline const char *addr_value_span(const char *p, const char *end)
 {
-	const uint64_t ones = 0x0101010101010101u, high = 0x8080808080808080u;
-
 	while (end - p >= 8) {
-		uint64_t x, eq, bad;
-		memcpy(&x, p, 8);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-		x = __builtin_bswap64(x); /* the lowest flag must be the first byte */
-#endif
-		eq = x ^ (ones * '=');
-		bad = ((x - ones * 33) & ~x) | (x + ones) | x | ((eq - ones) & ~eq);
-		bad &= high;
+		uint64_t x = swar_load(p);
+		uint64_t bad = swar_below(x, 33) | swar_at_least(x, 127) | swar_eq(x, '=');
 		if (bad)
-			return p + (__builtin_ctzll(bad) >> 3);
+			return p + swar_first(bad);
 		p += 8;
 	}
 	while (p < end && addr_is(*p, ACL_VALUE))
@@ -904,18 +897,6 @@ static inline bool addr_mail_value(int kw, const struct addr_param *pm, void *ou
 	}
 }
 
-/* addr_load8 - eight bytes at p as a little-endian word (no alignment) */
-static inline uint64_t addr_load8(const char *p)
-{
-	uint64_t x;
-
-	memcpy(&x, p, 8);
-#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-	x = __builtin_bswap64(x);
-#endif
-	return x;
-}
-
 /* ADDR_TAG8 - the little-endian word of eight characters */
 #define ADDR_TAG8(a, b, c, d, e, f, g, h) \
 	((uint64_t)ADDR_TAG4(a, b, c, d) | (uint64_t)ADDR_TAG4(e, f, g, h) << 32)
@@ -953,7 +934,7 @@ static inline const char *addr_mail_fast(const char *k, const char *end, unsigne
 
 	if (end - k < 8)
 		return NULL;
-	w = addr_load8(k);
+	w = swar_load(k);
 	if (((w | L4) & 0xFFFFFFFFFFull) == (ADDR_TAG4('s', 'i', 'z', 'e') | (uint64_t)'=' << 32))
 		kw = MAIL_SIZE;
 	else if (((w | L4) & 0xFFFFFFFFFFull) == (ADDR_TAG4('b', 'o', 'd', 'y') | (uint64_t)'=' << 32))
@@ -984,7 +965,7 @@ static inline const char *addr_mail_fast(const char *k, const char *end, unsigne
 	}
 	case MAIL_BODY:
 		v = k + 5;
-		if (end - v >= 8 && (addr_load8(v) | 0x2020202020202000ull) ==
+		if (end - v >= 8 && (swar_load(v) | 0x2020202020202000ull) ==
 					    ADDR_TAG8('8', 'b', 'i', 't', 'm', 'i', 'm', 'e')) {
 			e = v + 8;
 			out->body = SMTP_BODY_8BITMIME;

@@ -16,6 +16,8 @@
 
 #include <string.h>
 
+#include "core/swar.h"
+
 #define BOUNCE_LINE_MAX 998  /* RFC 5322 §2.1.1 */
 #define BOUNCE_FOLD_SOFT 78  /* preferred width of generated lines */
 #define BOUNCE_TOKEN_MAX 40  /* token characters kept for the boundary */
@@ -476,19 +478,14 @@ static void bounce_walk_break(struct bounce_walker *k)
 }
 
 /* bounce_plain_run - how many of p[0..n) come before the first CR, LF or
- * 8-bit octet: eight at a time (a word has a CR when w ^ 0x0d0d.. has a
- * zero byte), then one at a time */
+ * 8-bit octet: eight at a time (core/swar.h), then one at a time */
 static size_t bounce_plain_run(const char *p, size_t n)
 {
-	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
 	size_t j = 0;
 
 	for (; j + 8 <= n; j += 8) {
-		uint64_t w, cr, lf;
-		memcpy(&w, p + j, 8);
-		cr = w ^ (ones * '\r');
-		lf = w ^ (ones * '\n');
-		if ((((cr - ones) & ~cr) | ((lf - ones) & ~lf) | w) & highs)
+		uint64_t w = swar_load(p + j);
+		if (swar_eq(w, '\r') | swar_eq(w, '\n') | swar_at_least(w, 0x80))
 			break;
 	}
 	while (j < n && p[j] != '\r' && p[j] != '\n' && (unsigned char)p[j] < 0x80)
