@@ -107,7 +107,9 @@
 #define O_DNS 15u               /* the resolver's operations (net/dns.h ud_base) */
 #define OB_CTL_SLOTS 1024u      /* control requests and hand-offs waiting per shard */
 #define OB_DELETE_WAIT_MS 5000u /* a deletion not durable by then is reported failed */
-#define OB_REPORT_WAIT_MS 60000 /* a report not durable by then: its recipients are not journalled */
+#define OB_REPORT_WAIT_MS 3600000 /* a report whose commit has not ended by then
+				   * (neither durable nor failed): its recipients
+				   * are not journalled */
 #define OB_CARRY_GAP 2u         /* load difference that makes a hand-off */
 #define OB_CARRY_MAX 256u       /* jobs a shard has with carriers at once */
 #define OB_CARRY_SEGS 4u        /* segments of a carried body (more: stays local) */
@@ -129,7 +131,8 @@ struct ob_dsn_j {
 /* A queued report not yet durable, and the records of the recipients it
  * reports on: they are journalled once the report is (ob_queued hears of
  * it), so no crash, power cut or failed commit can finish a recipient and
- * lose its report. */
+ * lose its report. A failed commit (ob_inject_failed) drops them: those
+ * recipients are tried and reported again after a restart. */
 struct ob_pend_rec {
 	struct spool_jrec jr;      /* id and reply point into the ob_pend */
 	char reply[OUTBOUND_DSN_TEXT];
@@ -319,7 +322,7 @@ static void ob_body_next(struct ob *d, struct ob_conn *c);
 static void ob_gather_send_data(struct ob *d, struct ob_conn *c);
 static bool ob_gather(struct ob *d, struct ob_conn *c);
 static void ob_conn_end(struct ob *d, struct ob_conn *c, const char *why, unsigned code);
-static void ob_pend_check(struct ob *d, const char *id);
+static void ob_pend_check(struct ob *d, const char *id, int status);
 
 /* --- global ------------------------------------------------------------------- */
 
@@ -520,7 +523,7 @@ static void ob_queued(void *arg, const struct store_spool_ref *ref, const char *
 	char line[200];
 
 	if (rec == NULL && d->pend != NULL)
-		ob_pend_check(d, id); /* a report we wait for, durable now? */
+		ob_pend_check(d, id, RM_OK); /* a report we wait for, durable now? */
 	if (m == NULL)
 		goto fail;
 	/* A queued message keeps only its envelope: a typical commit record
@@ -714,38 +717,52 @@ static bool ob_pend_add(struct ob *d, struct ob_msg *m, const char *report)
 	return true;
 }
 
-/* ob_pend_done - report is durable (ok) or given up: journal the records
- * it was waiting with, or say they are not */
-static void ob_pend_done(struct ob_pend *p, bool ok)
+/* ob_pend_done - the report's commit ended (status RM_OK: durable) or was
+ * given up on (why says so): journal the records it was waiting with, or
+ * say they are not */
+static void ob_pend_done(struct ob_pend *p, int status, const char *why)
 {
-	char line[200];
+	char line[256];
 
-	for (uint32_t k = 0; ok && k < p->n; k++)
+	for (uint32_t k = 0; status == RM_OK && k < p->n; k++)
 		ob_journal(p->sp, &p->rec[k].jr, true);
-	if (!ok) {
+	if (status != RM_OK) {
 		snprintf(line, sizeof line,
-			 "message %s: its delivery report %s did not become durable; the recipients it "
-			 "reports on are tried again after a restart",
-			 p->id, p->report);
+			 "message %s: its delivery report %s did not become durable (%s); the recipients "
+			 "it reports on are tried again after a restart",
+			 p->id, p->report, why);
 		evlog_msg("error", "bounce", line);
 	}
 	free(p);
 }
 
-/* ob_pend_check - a message became durable (id), or time passed: finish
- * the waiting reports it concerns */
-static void ob_pend_check(struct ob *d, const char *id)
+/* ob_pend_check - the commit of the message id ended (status), or (id
+ * NULL) time passed: finish the waiting reports it concerns */
+static void ob_pend_check(struct ob *d, const char *id, int status)
 {
 	for (struct ob_pend **pp = &d->pend; *pp != NULL;) {
 		struct ob_pend *p = *pp;
-		bool durable = id != NULL && memcmp(p->report, id, MSGID_LEN) == 0;
-		if (!durable && d->now < p->until) {
+		bool ended = id != NULL && memcmp(p->report, id, MSGID_LEN) == 0;
+		if (!ended && d->now < p->until) {
 			pp = &p->next;
 			continue;
 		}
 		*pp = p->next;
-		ob_pend_done(p, durable);
+		if (ended)
+			ob_pend_done(p, status, rm_strerror(status));
+		else
+			ob_pend_done(p, RM_EIO, "its commit took over an hour");
 	}
+}
+
+/* ob_inject_failed - the store could not commit a message we injected: a
+ * report we wait for is given up */
+static void ob_inject_failed(void *arg, const char *id, int status)
+{
+	struct ob *d = arg;
+
+	if (d->pend != NULL)
+		ob_pend_check(d, id, status == RM_OK ? RM_EIO : status);
 }
 
 /* ob_dsn_flush - the round is over: queue the message's report, if any.
@@ -2563,7 +2580,7 @@ static void ob_turn(void *arg, int64_t now_ms)
 		return;
 	ob_ctl_take(d);
 	if (d->pend != NULL)
-		ob_pend_check(d, NULL); /* reports that never became durable */
+		ob_pend_check(d, NULL, RM_OK); /* reports whose commit never ended */
 	if (d->dns != NULL)
 		dns_tick(d->dns);
 	ob_timeouts(d);
@@ -2660,4 +2677,5 @@ const struct net_deliver_ops outbound_ops = {
 	.stop = ob_stop,
 	.pending = ob_pending,
 	.queued = ob_queued,
+	.inject_failed = ob_inject_failed,
 };

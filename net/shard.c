@@ -811,6 +811,15 @@ static void store_queued(void *ctx, const struct store_spool_ref *ref, const cha
 	sh->srv->cfg.deliver->queued(sh->deliver, ref, id, recovered);
 }
 
+/* store_inject_failed - a message delivery injected was not queued */
+static void store_inject_failed(void *ctx, const char *id, int status)
+{
+	struct shard *sh = ctx;
+
+	if (sh->srv->cfg.deliver->inject_failed != NULL)
+		sh->srv->cfg.deliver->inject_failed(sh->deliver, id, status);
+}
+
 /* store_committed - the store's verdict on a commit: answer the client */
 static void store_committed(void *ctx, uint64_t token, int status)
 {
@@ -1744,6 +1753,7 @@ static int shard_setup(struct shard *sh)
 			return RM_EIO;
 		}
 		env.queued = store_queued;
+		env.inject_failed = store_inject_failed;
 		env.qctx = sh;
 		sh->deliver_due = true;
 	}

@@ -97,6 +97,9 @@ struct net_deliver_ops {
 	/* queued - the store's hand-off (struct store_env.queued) */
 	void (*queued)(void *d, const struct store_spool_ref *ref, const char *id,
 		       const struct spool_msg *recovered);
+	/* inject_failed - a message it injected did not become durable
+	 * (struct store_env.inject_failed) */
+	void (*inject_failed)(void *d, const char *id, int status);
 };
 
 enum net_phase {

@@ -77,6 +77,10 @@ struct store_env {
 	 * recovered in create, with its recipients' states) goes here. */
 	void (*queued)(void *qctx, const struct store_spool_ref *ref, const char *id,
 		       const struct spool_msg *recovered);
+	/* Optional: a message made by ref.inject whose commit failed after
+	 * inject returned RM_OK (a write or fdatasync error, a full disk):
+	 * it is not queued, and status says why. */
+	void (*inject_failed)(void *qctx, const char *id, int status);
 	void *qctx;
 };
 

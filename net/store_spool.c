@@ -321,8 +321,11 @@ static void ss_report(struct spool_store *ss)
 		bool local = t->local;
 		if (local && d.status == 0)
 			free(t->own);
-		else if (local)
+		else if (local) {
 			ss_local_failed(d.id, d.status);
+			if (ss->env.inject_failed != NULL)
+				ss->env.inject_failed(ss->env.qctx, d.id, d.status);
+		}
 		t->own = NULL;
 		ss_tx_put(ss, t);
 		if (!local)

@@ -207,7 +207,8 @@ def test_report_that_cannot_be_committed_leaves_its_recipient_queued(sinks, tmp_
     restart with space again it is still queued and is tried (and
     reported) again. The spool is on a 1 MB tmpfs the test mounts; a
     deferred message first gives the journal a page with room to spare,
-    which the record of the bounce would fit in."""
+    which the record of the bounce would fit in. The store tells delivery
+    that the report's commit failed, and delivery says so at once."""
     from test_delivery import Daemon
     from test_delivery_load import queue, wait_deferred
     import os
@@ -229,6 +230,8 @@ def test_report_that_cannot_be_committed_leaves_its_recipient_queued(sinks, tmp_
                 f.write(b"\0" * (st.f_bavail * st.f_frsize - 120 * 1024))
             d.send("a@src.test", ["bad@dst.test"], b"Subject: bad\r\n\r\n" + (b"x" * 78 + b"\r\n") * 1100)
             assert wait_log(d, "not queued"), d.logtext()  # the report's commit failed
+            # delivery hears of it at once, not when its wait runs out
+            assert wait_log(d, "did not become durable", timeout=10), d.logtext()
             ids = [ln.split()[0] for ln in queue(spool, "list").stdout.decode().splitlines()]
             assert len(ids) == 2, ids
         finally:
