@@ -820,7 +820,34 @@ static void store_inject_failed(void *ctx, const char *id, int status)
 		sh->srv->cfg.deliver->inject_failed(sh->deliver, id, status);
 }
 
-/* store_committed - the store's verdict on a commit: answer the client */
+/* sess_received - c's message is durable and queued: count it and log it,
+ * whether or not the client is still there to hear the 250 */
+static void sess_received(struct shard *sh, struct conn *c)
+{
+	const struct smtp_tx *tx = smtp_server_tx(c->eng);
+	char from[SMTP_PATH_MAX + 1] = "";
+	uint64_t size = tx ? tx->body_bytes : 0;
+
+	c->msgs++;
+	STAT_ADD(sh, messages_received, 1);
+	STAT_ADD(sh, received_bytes, size);
+	if (sh->srv->cfg.quiet)
+		return;
+	if (tx != NULL) {
+		/* fits: a mailbox is at most SMTP_PATH_MAX - 2 */
+		struct buf b;
+		buf_init(&b, from, sizeof from - 1);
+		if (buf_put(&b, "<", 1) != RM_OK || buf_put_slice(&b, tx->from.mailbox) != RM_OK ||
+		    buf_put(&b, ">", 1) != RM_OK)
+			b.len = 0;
+		from[b.len] = '\0';
+	}
+	evlog_received(c->qid, c->addr, from, tx ? (unsigned)tx->nrcpt : 0, size);
+}
+
+/* store_committed - the store's verdict on a commit: answer the client. A
+ * message made durable after its client left is queued all the same (it
+ * will be delivered), so it is counted and logged like any other. */
 static void store_committed(void *ctx, uint64_t token, int status)
 {
 	struct shard *sh = ctx;
@@ -830,33 +857,15 @@ static void store_committed(void *ctx, uint64_t token, int status)
 	c->inflight--;
 	c->commit_wait = false;
 	c->tx = NULL;
+	if (status == RM_OK)
+		sess_received(sh, c);
+	else
+		STAT_ADD(sh, commits_failed, 1);
 	if (c->state != C_OPEN) {
 		conn_maybe_free(sh, c);
 		return;
 	}
 	struct smtp_server_io io = sess_io(sh, c);
-	if (status == RM_OK) {
-		const struct smtp_tx *tx = smtp_server_tx(c->eng);
-		char from[SMTP_PATH_MAX + 1] = "";
-		uint64_t size = tx ? tx->body_bytes : 0;
-		c->msgs++;
-		STAT_ADD(sh, messages_received, 1);
-		STAT_ADD(sh, received_bytes, size);
-		if (!sh->srv->cfg.quiet) {
-			if (tx != NULL) {
-				/* fits: a mailbox is at most SMTP_PATH_MAX - 2 */
-				struct buf b;
-				buf_init(&b, from, sizeof from - 1);
-				if (buf_put(&b, "<", 1) != RM_OK || buf_put_slice(&b, tx->from.mailbox) != RM_OK ||
-				    buf_put(&b, ">", 1) != RM_OK)
-					b.len = 0;
-				from[b.len] = '\0';
-			}
-			evlog_received(c->qid, c->addr, from, tx ? (unsigned)tx->nrcpt : 0, size);
-		}
-	} else {
-		STAT_ADD(sh, commits_failed, 1);
-	}
 	smtp_server_committed(c->eng, status, slice_cstr(c->qid), &io);
 	sess_pump(sh, c);
 }

@@ -15,6 +15,7 @@ binaries over loopback.
 
 Run with Debian's /usr/bin/python3 -m pytest; RINGMTA_BUILD names the build.
 """
+import contextlib
 import json
 import os
 import re
@@ -299,6 +300,29 @@ def whole_disk(dev):
         return f.read().strip()
 
 
+@contextlib.contextmanager
+def slow_writes(proc, path, iops=4):
+    """Slow proc's writes to the disk that holds path to iops a second,
+    with a cgroup v1 blkio throttle, until the block ends (then proc goes
+    back to the root cgroup). Skips the test where there is no such
+    throttle."""
+    if not os.path.exists(os.path.join(BLKIO, "blkio.throttle.write_iops_device")):
+        pytest.skip("no cgroup v1 blkio throttling on this machine")
+    cg = os.path.join(BLKIO, f"ringmta-test-{os.getpid()}")
+    os.mkdir(cg)
+    try:
+        with open(os.path.join(cg, "blkio.throttle.write_iops_device"), "w") as f:
+            f.write(f"{whole_disk(os.stat(path).st_dev)} {iops}")
+        with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+            f.write(str(proc.pid))
+        yield
+    finally:
+        with open(os.path.join(BLKIO, "cgroup.procs"), "w") as f:
+            if proc.poll() is None:
+                f.write(str(proc.pid))
+        os.rmdir(cg)
+
+
 def test_delete_answers_once_its_record_is_durable(tmp_path):
     """ringmta-queue delete reports a deletion only after the journal
     record of it has been fdatasync'ed, so a crash after the answer cannot
@@ -306,37 +330,26 @@ def test_delete_answers_once_its_record_is_durable(tmp_path):
     slowed to a few a second (a blkio cgroup), which makes the record's
     fdatasync take a second or more: an answer given before it would come
     with the spool's sync count unchanged."""
-    if not os.path.exists(os.path.join(BLKIO, "blkio.throttle.write_iops_device")):
-        pytest.skip("no cgroup v1 blkio throttling on this machine")
     spool = str(tmp_path / "spool")
     mport = free_port()
     d = Daemon("--smarthost", "127.0.0.1:9", "--retry-schedule", "3600", "--metrics", f"127.0.0.1:{mport}",
                spool=spool)
-    cg = os.path.join(BLKIO, f"ringmta-test-{os.getpid()}")
-    os.mkdir(cg)
     try:
         for i in range(2):
             d.send("a@src.test", [f"r{i}@dst.test"], f"Subject: d{i}\r\n\r\nbody {i}\r\n".encode())
         lines = wait_deferred(spool, 2)
         assert len(lines) == 2, lines
         victim = lines[0].split()[0]
-        with open(os.path.join(cg, "blkio.throttle.write_iops_device"), "w") as f:
-            f.write(f"{whole_disk(os.stat(spool).st_dev)} 4")
-        with open(os.path.join(cg, "cgroup.procs"), "w") as f:
-            f.write(str(d.proc.pid))
-        before = metric(mport, "ringmta_spool_syncs_total")
-        dl = queue(spool, "delete", victim)
-        after = metric(mport, "ringmta_spool_syncs_total")
+        with slow_writes(d.proc, spool):
+            before = metric(mport, "ringmta_spool_syncs_total")
+            dl = queue(spool, "delete", victim)
+            after = metric(mport, "ringmta_spool_syncs_total")
         assert dl.returncode == 0 and dl.stdout.decode().strip() == f"{victim} deleted", dl
         assert after > before, "the deletion was reported before its journal record was synced"
         left = [ln.split()[0] for ln in queue(spool, "list").stdout.decode().splitlines()]
         assert victim not in left and len(left) == 1
     finally:
-        with open(os.path.join(BLKIO, "cgroup.procs"), "w") as f:
-            if d.proc.poll() is None:
-                f.write(str(d.proc.pid))
         d.stop()
-        os.rmdir(cg)
     # the deletion held across the restart
     d = Daemon("--smarthost", "127.0.0.1:9", "--retry-schedule", "3600", spool=spool)
     try:

@@ -296,6 +296,36 @@ def test_cut_off_in_data_leaves_nothing(spool_daemon):
     assert metric(d2.mport, "ringmta_messages_received_total") == 0
 
 
+def test_message_durable_after_its_client_left_is_counted_and_logged(spool_daemon):
+    """A client that closes the connection right after the final dot,
+    before the 250, has sent a whole message: it becomes durable, stays
+    queued and will be delivered, so it is counted in
+    ringmta_messages_received_total and gets its "received" log line like
+    any other. The daemon's writes are slowed to four a second (a blkio
+    cgroup), so its fdatasync is still in the kernel when it reads the
+    end of the connection."""
+    from test_delivery_load import slow_writes
+    d = spool_daemon()
+    with slow_writes(d.proc, d.spool):
+        s, f = raw(d.port)
+        read_reply(f)
+        s.sendall(b"EHLO gone.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\n")
+        for _ in range(4):
+            read_reply(f)
+        s.sendall(body_for(1) + b".\r\n")
+        s.shutdown(socket.SHUT_WR)  # the end of the connection follows the dot
+        time.sleep(0.3)
+        assert metric(d.mport, "ringmta_messages_received_total") == 0  # not durable yet
+        s.close()
+        deadline = time.time() + 20
+        while metric(d.mport, "ringmta_messages_received_total") < 1 and time.time() < deadline:
+            time.sleep(0.1)
+    assert metric(d.mport, "ringmta_messages_received_total") == 1, d.logtext()
+    ids = re.findall(r"event=received id=(\w+)", d.logtext())
+    assert len(ids) == 1, d.logtext()
+    assert list(spool_messages(d.spool)) == ids  # queued, under the logged ID
+
+
 def bdat_message(port, body, chunks):
     s, f = raw(port)
     read_reply(f)
