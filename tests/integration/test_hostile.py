@@ -6,8 +6,9 @@ and ringmta-queue can read it back), runs one warm-up transaction, takes the
 process's resident set size (VmRSS) as the baseline, then attacks it:
 garbage and NUL bytes, megabyte lines without CRLF, slowloris sessions,
 error floods, recipient floods, BDAT chunks whose size lies, DATA cut off,
-SMTP smuggling, bad PROXY headers, ten thousand connections at once and
-HTTP requests. After every attack the same process must serve a fresh
+SMTP smuggling, bad PROXY headers, ten thousand connections at once,
+HTTP requests, and thousands of random sessions (whose queued messages
+must all be counted and logged as received). After every attack the same process must serve a fresh
 client a full transaction, and its RSS must settle back within 10% of the
 baseline.
 
@@ -541,3 +542,78 @@ def test_http_first_line(hostile, line):
     assert f.read() == b""
     close(s, f)
     h.check_after()
+
+
+RANDOM_LINES = [b"EHLO r.test", b"HELO r.test", b"MAIL FROM:<a@src.test>", b"MAIL FROM:<>",
+                b"MAIL FROM:<a@src.test> SIZE=100 BODY=8BITMIME RET=HDRS ENVID=e1",
+                b"RCPT TO:<r@dest.test>", b"RCPT TO:<r@dest.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;r@dest.test",
+                b"RCPT TO:<postmaster>", b"DATA", b"BDAT 10", b"BDAT 0 LAST", b"BDAT 5 LAST", b"RSET", b"NOOP",
+                b"VRFY x", b"HELP", b"STARTTLS", b"AUTH PLAIN AAAA", b"QUIT", b".", b"Subject: x", b"",
+                b"GET / HTTP/1.1", b"MAIL FROM:<\xff\xfe@x>", b"RCPT TO:<" + b"a" * 300 + b"@x>", b"X" * 3000]
+WHOLE = (b"EHLO r.test\r\nMAIL FROM:<a@src.test>\r\nRCPT TO:<r@dest.test>\r\nDATA\r\n"
+         b"Subject: random\r\n\r\nbody\r\n.\r\n")
+
+
+def random_session(port, rng):
+    """One session of random input: known commands with any line ending,
+    random bytes, lone dots, sometimes a whole pipelined message; sent in
+    random pieces, then closed politely, half-closed or reset."""
+    out = bytearray(WHOLE if rng.random() < 0.03 else b"")
+    for _ in range(rng.randint(1, 30)):
+        r = rng.random()
+        if r < 0.6:
+            out += rng.choice(RANDOM_LINES) + rng.choice([b"\r\n", b"\n", b"\r", b"\r\n\r\n.\r\n"])
+        elif r < 0.8:
+            out += bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 200)))
+        else:
+            out += b"\r\n" * rng.randint(1, 5) + b".\r\n"
+    try:
+        s = connect(port, timeout=2)
+        s.settimeout(0.5)
+        i = 0
+        while i < len(out):
+            k = rng.randint(1, 400)
+            s.sendall(out[i:i + k])
+            i += k
+        how = rng.random()
+        if how < 0.3:
+            s.shutdown(socket.SHUT_WR)
+        elif how < 0.6:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        else:
+            try:
+                s.recv(65536)
+            except OSError:
+                pass
+        s.close()
+    except OSError:
+        pass  # refused or reset: part of the game
+
+
+def test_random_sessions_keep_the_books(hostile):
+    """Thousands of random sessions (fixed seeds) from eight threads: the
+    daemon keeps serving, and every message it queued was counted and
+    logged as received, including those whose client was gone before the
+    250 (a durable message is delivered whoever is left to hear of it)."""
+    h = hostile("--max-connections-per-ip", "1000")
+    end = time.time() + 8
+
+    def worker(k):
+        rng = random.Random(20261129 + k)
+        while time.time() < end:
+            random_session(h.port, rng)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    h.check_after()
+    deadline = time.time() + 10
+    while metric(h.d.mport, "ringmta_connections_open") and time.time() < deadline:
+        time.sleep(0.1)
+    ids = set(queued(h.spool))
+    logged = set(re.findall(r"event=received id=(\w+)", h.d.logtext()))
+    assert len(ids) > len(h.ids), "no random session queued a message"
+    assert ids == logged, (ids ^ logged, h.d.logtext()[-2000:])
+    assert metric(h.d.mport, "ringmta_messages_received_total") == len(ids)
