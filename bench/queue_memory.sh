@@ -13,11 +13,10 @@ build=$1
 msgs=${2:-100000}
 threads=${THREADS:-2}
 spool=/var/tmp/ringmta-bench-queue.$$
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+. "$(dirname "$0")/lib.sh"
 port=$(free_port)
 mport=$(free_port)
 sport=$(free_port)
-tck=$(getconf CLK_TCK)
 
 "$build/ringmta-sink" --listen "127.0.0.1:$sport" --fail-rcpt '*@sink.test=451' >/dev/null 2>&1 &
 spid=$!
@@ -25,8 +24,6 @@ rpid=
 trap 'kill $spid $rpid 2>/dev/null || true; rm -rf "$spool"' EXIT
 
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-metric() { curl -s "http://127.0.0.1:$mport/metrics" | awk -v k="$1" '$1 == k { print $2 }'; }
 
 # start - ringmta on the spool; ready_s: the seconds until /readyz says 200
 start() {
@@ -35,11 +32,7 @@ start() {
 		--threads "$threads" --min-free-space 0 --hostname bench.test \
 		--smarthost "127.0.0.1:$sport" --retry-schedule 3600 2>/dev/null &
 	rpid=$!
-	i=0
-	until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$mport/readyz")" = 200 ]; do
-		i=$((i + 1)); [ $i -lt 3000 ] || { echo "ringmta not ready in 60 s" >&2; exit 1; }
-		sleep 0.02
-	done
+	wait_ready 60
 	ready_s=$(echo "$(date +%s.%N) - $t0" | bc)
 }
 

@@ -21,13 +21,11 @@ set -eu
 build=$1
 msgs=${2:-20000}
 mode=${3:-}
-tck=$(getconf CLK_TCK)
 ringmta=$build/ringmta
+. "$(dirname "$0")/lib.sh"
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true # 10,000 idle sessions need as many fds
 
-metric() { curl -s "http://127.0.0.1:$mport/metrics" | awk -v k="$1" '$1 == k { print $2 }'; }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 now() { date +%s.%N; }
 
 # start_ringmta [FLAG...] - a fresh spool, ringmta on $port with $threads
@@ -38,17 +36,12 @@ start_ringmta() {
 		--threads "$threads" --min-free-space 0 --max-connections 15000 \
 		--max-connections-per-ip 15000 --hostname bench.test "$@" 2>/dev/null &
 	rpid=$!
-	i=0
-	until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$mport/readyz")" = 200 ]; do
-		i=$((i + 1)); [ $i -lt 100 ] || { echo "ringmta did not start" >&2; exit 1; }
-		sleep 0.05
-	done
+	wait_ready 5
 }
 
 stop_pid() { kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
 if [ "$mode" = blast ]; then
-	free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 	spool=/var/tmp/ringmta-bench-blast.$$
 	dnsfile=$(mktemp)
 	python3 -c 'import socket, sys, time

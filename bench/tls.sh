@@ -33,9 +33,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$t
 	-out "$tmp/c.pem" -days 2 -subj /CN=bench.test 2>/dev/null
 tlsf="--tls-cert $tmp/c.pem --tls-key $tmp/k.pem"
 
-metric() { curl -s "http://127.0.0.1:$mport/metrics" | awk -v k="$1" '$1 == k { print $2 }'; }
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-tck=$(getconf CLK_TCK)
+. "$(dirname "$0")/lib.sh"
 stop_pid() { [ -z "$1" ] || { kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }; }
 rpid= kpid=
 trap 'stop_pid "$rpid"; stop_pid "$kpid"; rm -rf "$tmp" "$spool"' EXIT
@@ -54,11 +52,7 @@ start_ringmta() { # THREADS
 		--metrics "127.0.0.1:$mport" --spool "$spool" --threads "$1" --min-free-space 0 \
 		--route "sink.test=127.0.0.1:$dead" --hostname bench.test $tlsf 2>/dev/null &
 	rpid=$!
-	i=0
-	until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$mport/readyz")" = 200 ]; do
-		i=$((i + 1)); [ $i -lt 200 ] || { echo "ringmta did not start" >&2; exit 1; }
-		sleep 0.05
-	done
+	wait_ready 10
 }
 
 # handshakes NAME S_TIME_FLAGS...
