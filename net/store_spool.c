@@ -64,7 +64,8 @@
 #include "net/ring.h"
 #include "queue/spool.h"
 
-#define SS_MAX_REQUESTS 4096u /* spool requests in flight per shard */
+#define SS_MAX_REQUESTS 65536u /* spool requests in flight per shard, at most */
+#define SS_OPS_START 1024u     /* ops made at first; more as the spool's slots grow */
 #define SS_GC_NS (5ull * 1000000000ull)
 #define SS_EXTRA_MAX 64       /* spools of vanished shards one shard adopts */
 #define SS_NO_SLOT UINT32_MAX
@@ -155,6 +156,30 @@ static void ss_write_sqe(struct spool_store *ss, uint32_t slot)
 	io_uring_sqe_set_data64(sqe, store_user_data(slot));
 }
 
+/* ss_ops_fit - room in ops (and wq) for the spool's request slot: the
+ * spool makes its slots as load asks, and ops follow; false when out of
+ * memory. No ss_op pointer is held across a call that may collect. */
+static bool ss_ops_fit(struct spool_store *ss, uint32_t slot)
+{
+	unsigned n = ss->nops;
+
+	if (slot < n)
+		return true;
+	while (n <= slot)
+		n *= 2;
+	struct ss_op *ops = realloc(ss->ops, sizeof *ops * n);
+	if (ops == NULL)
+		return false;
+	memset(ops + ss->nops, 0, sizeof *ops * (n - ss->nops));
+	ss->ops = ops;
+	uint32_t *wq = realloc(ss->wq, sizeof *wq * n);
+	if (wq == NULL)
+		return false; /* ops grew, wq did not: nops stays, so no slot outgrows wq */
+	ss->wq = wq;
+	ss->nops = n;
+	return true;
+}
+
 /* ss_collect - take every request the spool has queued: syncs go on the
  * ring at once, writes wait in wq for ss_emit; the first WRITE found is
  * tagged as an append of (token, tag) when asked. Returns true when such
@@ -166,7 +191,11 @@ static bool ss_collect(struct spool_store *ss, bool is_append, uint64_t token, u
 
 	while (spool_req_next(ss->sp, &q)) {
 		uint32_t slot = (uint32_t)q.id;
-		if (slot >= ss->nops || ss->ops[slot].kind != SS_FREE)
+		if (!ss_ops_fit(ss, slot)) {
+			spool_req_done(ss->sp, q.id, -ENOMEM); /* its message fails (451) */
+			continue;
+		}
+		if (ss->ops[slot].kind != SS_FREE)
 			__builtin_trap(); /* the spool reused a live slot: broken invariant */
 		struct ss_op *op = &ss->ops[slot];
 		memset(op, 0, sizeof *op);
@@ -486,7 +515,7 @@ static void *ss_create(void *global, const struct store_env *env)
 		return NULL;
 	}
 	ss->env = *env;
-	ss->nops = SS_MAX_REQUESTS;
+	ss->nops = SS_OPS_START;
 	ss->ops = calloc(ss->nops, sizeof *ss->ops);
 	ss->wq = calloc(ss->nops, sizeof *ss->wq);
 	if (ss->ops == NULL || ss->wq == NULL) {

@@ -27,7 +27,8 @@
 #define SPOOL_IOV_MAX 64
 #define SPOOL_CHUNK_MAX (16u << 20)
 #define SPOOL_SEG_DEFAULT (64ull << 20)
-#define SPOOL_REQ_DEFAULT 4096u
+#define SPOOL_REQ_BLOCK 1024u /* request slots allocated at a time, as load asks */
+#define SPOOL_REQ_DEFAULT (64u * SPOOL_REQ_BLOCK) /* the most in flight at once */
 #define SPOOL_NAME_MAX 32
 #define SPOOL_HEALTHY UINT64_MAX
 #if RM_SANITIZED
@@ -62,6 +63,7 @@ struct sp_file {
  * a sync. Identified to the host by slot index and generation. */
 struct sp_req {
 	uint32_t gen;
+	uint32_t slot;      /* its index, the low half of its request id */
 	bool busy, done;
 	enum spool_op op;
 	struct sp_file *f;
@@ -130,8 +132,9 @@ struct spool {
 	struct sp_file *files;
 	struct sp_file *cur, *jcur;
 	uint32_t next_seg, next_jrn;
-	struct sp_req *reqs, *free_req, *qhead, *qtail;
-	unsigned nreq;
+	struct sp_req **req_blk;  /* blocks of SPOOL_REQ_BLOCK slots */
+	struct sp_req *free_req, *qhead, *qtail;
+	unsigned nreq, req_max;   /* slots made, and the most there may be */
 	struct spool_tx *committing, *committing_tail; /* newest first; commit_seq order */
 	struct spool_tx *txs;     /* all, so that closing frees them */
 	struct spool_tx *tx_pool; /* freed ones, their arrays kept, for reuse */
@@ -291,11 +294,48 @@ static struct sp_file *sp_journal_file(struct spool *sp)
 	return sp->jcur;
 }
 
-/* sp_req_get - a free request slot, or NULL */
+/* sp_req_at - the slot numbered slot (< nreq) */
+static struct sp_req *sp_req_at(const struct spool *sp, uint32_t slot)
+{
+	return &sp->req_blk[slot / SPOOL_REQ_BLOCK][slot % SPOOL_REQ_BLOCK];
+}
+
+static void sp_req_put(struct spool *sp, struct sp_req *r);
+
+/* sp_req_grow - make the next block of slots (fewer when req_max is near);
+ * slots never move, so their pointers and ids stay valid */
+static bool sp_req_grow(struct spool *sp)
+{
+	unsigned nblk = sp->nreq / SPOOL_REQ_BLOCK, n = sp->nreq < sp->req_max ? sp->req_max - sp->nreq : 0;
+	struct sp_req **blk, *b;
+
+	if (n == 0)
+		return false;
+	if (n > SPOOL_REQ_BLOCK)
+		n = SPOOL_REQ_BLOCK;
+	blk = realloc(sp->req_blk, sizeof *blk * (nblk + 1));
+	if (!blk)
+		return false;
+	sp->req_blk = blk;
+	b = calloc(SPOOL_REQ_BLOCK, sizeof *b);
+	if (!b)
+		return false;
+	blk[nblk] = b;
+	for (unsigned i = n; i-- > 0;) {
+		b[i].slot = sp->nreq + i;
+		sp_req_put(sp, &b[i]);
+	}
+	sp->nreq += SPOOL_REQ_BLOCK; /* whole blocks: sp_req_at stays a division */
+	return true;
+}
+
+/* sp_req_get - a free request slot, or NULL when req_max are in flight */
 static struct sp_req *sp_req_get(struct spool *sp)
 {
 	struct sp_req *r = sp->free_req;
 
+	if (!r && sp_req_grow(sp))
+		r = sp->free_req;
 	if (!r)
 		return NULL;
 	sp->free_req = r->free_next;
@@ -827,14 +867,12 @@ static void sp_sync_done(struct spool *sp, struct sp_req *r, int64_t res)
 void spool_req_done(struct spool *sp, uint64_t id, int64_t res)
 {
 	uint32_t slot = (uint32_t)id, gen = (uint32_t)(id >> 32);
-	struct sp_req *r;
+	struct sp_req *r = slot < sp->nreq ? sp_req_at(sp, slot) : NULL;
 
-	if (slot >= sp->nreq || !sp->reqs[slot].busy || sp->reqs[slot].gen != gen ||
-	    sp->reqs[slot].done) {
+	if (!r || !r->busy || r->gen != gen || r->done) {
 		sp->st.stale++;
 		return;
 	}
-	r = &sp->reqs[slot];
 	if (r->op == SPOOL_OP_WRITE)
 		sp_write_done(sp, r, res);
 	else
@@ -851,7 +889,7 @@ bool spool_req_next(struct spool *sp, struct spool_req *out)
 	sp->qhead = r->qnext;
 	if (!sp->qhead)
 		sp->qtail = NULL;
-	out->id = ((uint64_t)r->gen << 32) | (uint64_t)(r - sp->reqs);
+	out->id = ((uint64_t)r->gen << 32) | r->slot;
 	out->op = r->op;
 	out->fd = r->f->fd;
 	out->off = r->off;
@@ -1320,10 +1358,12 @@ struct spool *spool_close(struct spool *sp)
 	while (sp->files)
 		sp_file_drop(sp, sp->files, false);
 	for (unsigned i = 0; i < sp->nreq; i++)
-		free(sp->reqs[i].own);
+		free(sp_req_at(sp, i)->own);
+	for (unsigned i = 0; i < sp->nreq / SPOOL_REQ_BLOCK; i++)
+		free(sp->req_blk[i]);
 	for (size_t i = 0; i < sp->nent; i++)
 		sp_ent_free(&sp->ents[i]);
-	free(sp->reqs);
+	free(sp->req_blk);
 	free(sp->ents);
 	free(sp->ht);
 	free(sp->fin);
@@ -1758,14 +1798,7 @@ static int sp_recover(struct spool **out, const struct spool_cfg *cfg, struct sp
 	sp->io = cfg->io;
 	sp->shard = cfg->shard & MSGID_SHARD_MAX;
 	sp->seg_max = cfg->segment_max ? cfg->segment_max : SPOOL_SEG_DEFAULT;
-	sp->nreq = readonly ? 0 : cfg->max_requests ? cfg->max_requests : SPOOL_REQ_DEFAULT;
-	sp->reqs = calloc(sp->nreq ? sp->nreq : 1, sizeof *sp->reqs);
-	if (!sp->reqs) {
-		spool_close(sp);
-		return RM_ENOMEM;
-	}
-	for (unsigned i = sp->nreq; i-- > 0;)
-		sp_req_put(sp, &sp->reqs[i]);
+	sp->req_max = readonly ? 0 : cfg->max_requests ? cfg->max_requests : SPOOL_REQ_DEFAULT;
 	msgid_gen_init(&sp->gen, sp->shard);
 	memset(&rc, 0, sizeof rc);
 	rc.sp = sp;

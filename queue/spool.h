@@ -109,7 +109,8 @@ struct spool_cfg {
 	const struct spool_io *io;
 	unsigned shard;          /* <= MSGID_SHARD_MAX */
 	uint64_t segment_max;    /* seal a segment past this; 0: 64 MiB */
-	unsigned max_requests;   /* writes and syncs in flight; 0: 4096 */
+	unsigned max_requests;   /* the most writes and syncs in flight (their
+				  * slots are made as load asks); 0: 65536 */
 };
 
 /* One recipient's state, as recovery found it. */

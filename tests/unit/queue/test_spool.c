@@ -941,6 +941,57 @@ static void test_live_until_record_durable(void **st)
 	fx_teardown(&fx);
 }
 
+/* Request slots are made as load asks, a block at a time, up to the
+ * configured most: more writes than one block can be in flight at once,
+ * each with its own id, and past the most an append is told RM_AGAIN
+ * until some complete. */
+static void test_requests_grow_with_load(void **st)
+{
+	(void)st;
+	enum { NTX = 1250, MAX = 2 * NTX }; /* two requests each, over two blocks */
+	struct fixture fx;
+	struct tmsg m;
+	uint64_t seed = 17;
+	struct spool_recovery rec;
+	static struct spool_req q[MAX + 1];
+	static bool seen[4096];
+	static struct spool_tx *tx[NTX];
+	struct spool_cfg cfg = { &fx.io, 2, 0, MAX };
+	int n, nsync;
+
+	fx_setup(&fx);
+	assert_int_equal(spool_open(&fx.sp, &cfg, NULL), 0);
+	tmsg_make(&m, 1, &seed);
+	for (int i = 0; i < NTX; i++) {
+		struct slice v = slice_make(m.body, m.len);
+		tx[i] = spool_tx_begin(fx.sp, &m);
+		assert_non_null(tx[i]);
+		assert_int_equal(spool_tx_append(fx.sp, tx[i], &v, 1), RM_OK);
+		assert_int_equal(spool_tx_commit(fx.sp, tx[i], &m.env), RM_OK);
+	}
+	struct slice v = slice_make(m.body, m.len);
+	struct spool_tx *late = spool_tx_begin(fx.sp, &m);
+	assert_int_equal(spool_tx_append(fx.sp, late, &v, 1), RM_AGAIN);
+	n = take_requests(fx.sp, q, MAX + 1, &nsync);
+	assert_int_equal(n, MAX);
+	for (int i = 0; i < n; i++) {
+		uint32_t slot = (uint32_t)q[i].id;
+		assert_true(slot < 4096);
+		assert_false(seen[slot]);
+		seen[slot] = true;
+	}
+	do_requests(&fx, q, n);
+	assert_int_equal(spool_tx_append(fx.sp, late, &v, 1), RM_OK);
+	spool_tx_abort(fx.sp, late);
+	assert_int_equal(collect(fx.sp, 0), NTX);
+	fx_open(&fx, 0, &rec);
+	assert_int_equal(rec.nmsg, NTX);
+	check_body(fx.sp, &rec.msg[NTX - 1].env, &m);
+	spool_recovery_free(&rec);
+	free(m.body);
+	fx_teardown(&fx);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -958,6 +1009,7 @@ int main(void)
 		cmocka_unit_test(test_id_before_commit),
 		cmocka_unit_test(test_journal_waits_for_earlier_commits),
 		cmocka_unit_test(test_live_until_record_durable),
+		cmocka_unit_test(test_requests_grow_with_load),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
