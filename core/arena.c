@@ -41,11 +41,24 @@ void arena_init(struct arena *a, const struct rm_alloc *al, size_t chunk_size, s
 	a->_held = 0;
 }
 
+/* arena_round - what an allocation of n bytes takes from its chunk; less
+ * than n (0) when rounding would wrap, which arena_alloc refuses */
+size_t arena_round(size_t n)
+{
+	const size_t align = alignof(max_align_t);
+	return (n + align - 1) & ~(align - 1);
+}
+
+/* arena_chunk_for - the chunk_size whose first chunk holds n bytes */
+size_t arena_chunk_for(size_t n)
+{
+	return sizeof(struct arena_chunk) + n;
+}
+
 /* arena_alloc - n bytes aligned for any type, or NULL past the limit */
 void *arena_alloc(struct arena *a, size_t n)
 {
-	const size_t align = alignof(max_align_t);
-	size_t need = (n + align - 1) & ~(align - 1);
+	size_t need = arena_round(n);
 
 	if (need < n)
 		return NULL;

@@ -36,6 +36,14 @@ struct arena {
 /* arena_init - an empty arena; nothing is allocated until the first use */
 void arena_init(struct arena *a, const struct rm_alloc *al, size_t chunk_size, size_t limit);
 
+/* arena_chunk_for - the chunk_size whose first chunk holds n bytes of
+ * allocations, each counted rounded up by arena_round */
+size_t arena_chunk_for(size_t n);
+
+/* arena_round - what an allocation of n bytes takes from its chunk (less
+ * than n when n is too large to round) */
+size_t arena_round(size_t n);
+
 /* arena_alloc - n bytes aligned for any type, or NULL past the limit */
 void *arena_alloc(struct arena *a, size_t n);
 

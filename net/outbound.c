@@ -526,11 +526,12 @@ static void ob_queued(void *arg, const struct store_spool_ref *ref, const char *
 		ob_pend_check(d, id, RM_OK); /* a report we wait for, durable now? */
 	if (m == NULL)
 		goto fail;
-	/* A queued message keeps only its envelope: a typical commit record
-	 * (a few recipients, the Received: header) fits in 1 KiB, larger ones
-	 * take more chunks. A 4 KiB first chunk cost 4.6 KB per queued message. */
-	arena_init(&m->a, &rm_alloc_libc, 1 << 10, SPOOL_REC_MAX * 2ull);
+	/* A queued message keeps only its envelope, in one chunk of just its
+	 * size (a fixed 1 KiB chunk left about half of it unused with a few
+	 * recipients; a 4 KiB one cost 4.6 KB per queued message). */
 	ob_key(m->id, sizeof m->id, "", id);
+	size_t need = spool_msg_need(ref->sp, slice_cstr(m->id));
+	arena_init(&m->a, &rm_alloc_libc, need ? arena_chunk_for(need) : 1 << 10, SPOOL_REC_MAX * 2ull);
 	m->ref = ref;
 	if (spool_msg_load(ref->sp, slice_cstr(m->id), &m->a, &m->env) != RM_OK) {
 		arena_free(&m->a);

@@ -121,6 +121,7 @@ struct sp_ent {
 	bool finishing, dead;
 	uint32_t cand;            /* recovery only: its commit record */
 	bool fin;                 /* recovery only: found finished */
+	uint32_t next;            /* its body's extents: what loading it takes */
 	struct spool_rstate *rs;  /* recovery only: recipients' states */
 };
 
@@ -710,6 +711,7 @@ static int sp_tx_durable(struct spool *sp, struct spool_tx *tx)
 	e->off = tx->coff;
 	e->len = tx->clen;
 	e->nrcpt = tx->nrcpt;
+	e->next = tx->next;
 	e->left = left;
 	e->state = state;
 	for (uint32_t i = 0; i < tx->npins; i++)
@@ -1213,6 +1215,17 @@ static int sp_pread_all(struct spool *sp, int fd, void *dst, size_t n, uint64_t 
 }
 
 /* spool_msg_load - read a live message's commit record back */
+size_t spool_msg_need(struct spool *sp, struct slice id)
+{
+	const struct sp_ent *e = sp_ent_find(sp, id);
+
+	if (!e)
+		return 0;
+	/* spool_msg_load's allocations: the record, then its decoder's arrays */
+	return arena_round(e->len) + arena_round(sizeof(struct spool_rcpt) * e->nrcpt) +
+	       (e->next ? arena_round(sizeof(struct spool_extent) * e->next) : 0);
+}
+
 int spool_msg_load(struct spool *sp, struct slice id, struct arena *a, struct spool_env *out)
 {
 	struct sp_ent *e = sp_ent_find(sp, id);
@@ -1595,6 +1608,7 @@ static int rc_index(struct rc *rc, struct spool_recovery *out)
 		e->off = c->off;
 		e->len = c->len;
 		e->nrcpt = e->left = c->env.nrcpt;
+		e->next = c->env.next;
 		e->cand = (uint32_t)i;
 		e->state = calloc(e->nrcpt, 1);
 		e->rs = arena_alloc(rc->a, sizeof *e->rs * e->nrcpt);

@@ -260,6 +260,10 @@ bool spool_msg_live(struct spool *sp, struct slice id);
  * returns how many were deleted */
 int spool_gc(struct spool *sp);
 
+/* spool_msg_need - the arena bytes spool_msg_load of a live message takes
+ * (arena_chunk_for of it: one chunk, nothing spare); 0 when not live */
+size_t spool_msg_need(struct spool *sp, struct slice id);
+
 /* spool_msg_load - read a live message's commit record back (blocking):
  * slices and arrays in a */
 RM_MUST_USE int spool_msg_load(struct spool *sp, struct slice id, struct arena *a,

@@ -61,6 +61,18 @@ static void test_arena(void **st)
 	assert_non_null(arena_alloc(&a, 100));
 	arena_free(&a);
 	assert_int_equal(arena_held(&a), 0);
+	/* a chunk made for known allocations holds them exactly */
+	size_t need = arena_round(300) + arena_round(1) + arena_round(48);
+	assert_true(arena_round(1) >= 1 && arena_round(300) >= 300 && arena_round(48) == 48);
+	assert_true(arena_round(SIZE_MAX) < SIZE_MAX); /* too large to round */
+	arena_init(&a, &rm_alloc_libc, arena_chunk_for(need), 4096);
+	assert_non_null(arena_alloc(&a, 300));
+	assert_non_null(arena_alloc(&a, 1));
+	assert_non_null(arena_alloc(&a, 48));
+	assert_true(arena_held(&a) == arena_chunk_for(need));
+	assert_non_null(arena_alloc(&a, 1));
+	assert_true(arena_held(&a) > arena_chunk_for(need));
+	arena_free(&a);
 }
 
 int main(void)

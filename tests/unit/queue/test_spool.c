@@ -217,17 +217,22 @@ static void run_requests(struct fixture *fx)
 	}
 }
 
-/* load_check - spool_msg_load of m gives its envelope; returns the preads
- * it took */
+/* load_check - spool_msg_load of m gives its envelope, in one arena
+ * chunk of spool_msg_need's size; returns the preads it took */
 static int load_check(struct fixture *fx, struct tmsg *m)
 {
 	struct arena a;
 	struct spool_env e;
 	int before = fx->npread;
+	size_t need = spool_msg_need(fx->sp, slice_cstr(m->id));
 
-	arena_init(&a, &rm_alloc_libc, 4096, 1 << 20);
+	assert_true(need > 0);
+	arena_init(&a, &rm_alloc_libc, arena_chunk_for(need), 1 << 20);
 	assert_int_equal(spool_msg_load(fx->sp, slice_cstr(m->id), &a, &e), 0);
 	check_env(&e, m);
+	assert_true(arena_held(&a) == arena_chunk_for(need)); /* no second chunk */
+	assert_non_null(arena_alloc(&a, 16)); /* nothing spare in it: a new chunk */
+	assert_true(arena_held(&a) > arena_chunk_for(need));
 	arena_free(&a);
 	return fx->npread - before;
 }
@@ -264,6 +269,11 @@ static void test_load_recent_from_memory(void **st)
 	assert_true(load_check(&fx, &m[0]) > 0); /* used once, then dropped */
 	spool_flush(fx.sp);                      /* the turn ends */
 	assert_true(load_check(&fx, &m[2]) > 0);
+	fx_open(&fx, 0, &rec); /* recovered entries are sized alike */
+	spool_recovery_free(&rec);
+	for (int i = 0; i < 3; i++)
+		assert_true(load_check(&fx, &m[i]) > 0);
+	assert_true(spool_msg_need(fx.sp, SLICE_LIT("1K1CDN4JFHW00000")) == 0); /* not live */
 	for (int i = 0; i < 3; i++)
 		free(m[i].body);
 	fx_teardown(&fx);
