@@ -64,7 +64,7 @@
 #include "net/ring.h"
 #include "queue/spool.h"
 
-#define SS_MAX_REQUESTS 65536u /* spool requests in flight per shard, at most */
+#define SS_MAX_REQUESTS 262144u /* spool requests in flight per shard, at most */
 #define SS_OPS_START 1024u     /* ops made at first; more as the spool's slots grow */
 #define SS_GC_NS (5ull * 1000000000ull)
 #define SS_EXTRA_MAX 64       /* spools of vanished shards one shard adopts */

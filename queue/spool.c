@@ -18,6 +18,7 @@
 #include "queue/spool.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,9 @@
 #define SPOOL_CHUNK_MAX (16u << 20)
 #define SPOOL_SEG_DEFAULT (64ull << 20)
 #define SPOOL_REQ_BLOCK 1024u /* request slots allocated at a time, as load asks */
-#define SPOOL_REQ_DEFAULT (64u * SPOOL_REQ_BLOCK) /* the most in flight at once */
+#define SPOOL_REQ_DEFAULT (256u * SPOOL_REQ_BLOCK) /* the most in flight at once */
+#define SP_IOV_INLINE 4u /* a slot's own iovecs: a header and three slices,
+			  * which most appends need; more take a pooled array */
 #define SPOOL_NAME_MAX 32
 #define SPOOL_HEALTHY UINT64_MAX
 #if RM_SANITIZED
@@ -74,10 +77,17 @@ struct sp_req {
 	uint64_t dep;       /* journal: written once the commits numbered up
 			     * to this have ended (0: at once) */
 	char hdr[SPOOL_REC_HDR];
-	struct iovec iov[SPOOL_IOV_MAX + 1];
+	struct iovec *iov;  /* iov_in, or a pooled sp_iovs' v */
+	struct iovec iov_in[SP_IOV_INLINE];
 	int iovcnt;
 	char *own;
 	struct sp_req *fnext, *qnext, *free_next;
+};
+
+/* The iovecs of an append with more slices than a slot holds. */
+struct sp_iovs {
+	struct sp_iovs *next; /* the pool's free list */
+	struct iovec v[SPOOL_IOV_MAX + 1];
 };
 
 /* Where one transaction wrote in one file. */
@@ -136,6 +146,7 @@ struct spool {
 	struct sp_req **req_blk;  /* blocks of SPOOL_REQ_BLOCK slots */
 	struct sp_req *free_req, *qhead, *qtail;
 	unsigned nreq, req_max;   /* slots made, and the most there may be */
+	struct sp_iovs *iovs_pool; /* free large iovec arrays */
 	struct spool_tx *committing, *committing_tail; /* newest first; commit_seq order */
 	struct spool_tx *txs;     /* all, so that closing frees them */
 	struct spool_tx *tx_pool; /* freed ones, their arrays kept, for reuse */
@@ -348,13 +359,44 @@ static struct sp_req *sp_req_get(struct spool *sp)
 	r->dep = 0;
 	r->own = NULL;
 	r->fnext = r->qnext = NULL;
+	r->iov = r->iov_in;
 	r->iovcnt = 0;
 	return r;
+}
+
+/* sp_req_iovs - room in r for n iovecs: its own, or a pooled array */
+static bool sp_req_iovs(struct spool *sp, struct sp_req *r, size_t n)
+{
+	struct sp_iovs *a = sp->iovs_pool;
+
+	if (n <= SP_IOV_INLINE)
+		return true;
+	if (a)
+		sp->iovs_pool = a->next;
+	else if (!(a = malloc(sizeof *a)))
+		return false;
+	r->iov = a->v;
+	return true;
+}
+
+/* sp_iovs_of - the pooled array whose iovecs r uses, or NULL */
+static struct sp_iovs *sp_iovs_of(struct sp_req *r)
+{
+	if (r->iov == NULL || r->iov == r->iov_in)
+		return NULL;
+	return (struct sp_iovs *)(void *)((char *)r->iov - offsetof(struct sp_iovs, v));
 }
 
 /* sp_req_put - return a slot; its generation moves on */
 static void sp_req_put(struct spool *sp, struct sp_req *r)
 {
+	struct sp_iovs *a = sp_iovs_of(r);
+
+	if (a) {
+		a->next = sp->iovs_pool;
+		sp->iovs_pool = a;
+	}
+	r->iov = r->iov_in;
 	free(r->own);
 	r->own = NULL;
 	r->busy = false;
@@ -1014,6 +1056,10 @@ int spool_tx_append(struct spool *sp, struct spool_tx *tx, const struct slice *v
 	r = sp_req_get(sp);
 	if (!r)
 		return RM_AGAIN;
+	if (!sp_req_iovs(sp, r, nv + 1)) {
+		sp_req_put(sp, r);
+		return RM_ENOMEM;
+	}
 	f = sp_current(sp, SPOOL_REC_HDR + total);
 	if (!f || !sp_tx_pin(tx, f, f->tail + SPOOL_REC_HDR + total)) {
 		sp_req_put(sp, r);
@@ -1370,8 +1416,15 @@ struct spool *spool_close(struct spool *sp)
 	}
 	while (sp->files)
 		sp_file_drop(sp, sp->files, false);
-	for (unsigned i = 0; i < sp->nreq; i++)
+	for (unsigned i = 0; i < sp->nreq; i++) {
 		free(sp_req_at(sp, i)->own);
+		free(sp_iovs_of(sp_req_at(sp, i)));
+	}
+	while (sp->iovs_pool) {
+		struct sp_iovs *a = sp->iovs_pool;
+		sp->iovs_pool = a->next;
+		free(a);
+	}
 	for (unsigned i = 0; i < sp->nreq / SPOOL_REQ_BLOCK; i++)
 		free(sp->req_blk[i]);
 	for (size_t i = 0; i < sp->nent; i++)

@@ -110,7 +110,7 @@ struct spool_cfg {
 	unsigned shard;          /* <= MSGID_SHARD_MAX */
 	uint64_t segment_max;    /* seal a segment past this; 0: 64 MiB */
 	unsigned max_requests;   /* the most writes and syncs in flight (their
-				  * slots are made as load asks); 0: 65536 */
+				  * slots are made as load asks); 0: 262144 */
 };
 
 /* One recipient's state, as recovery found it. */
