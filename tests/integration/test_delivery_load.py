@@ -22,6 +22,7 @@ import json
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
@@ -82,7 +83,6 @@ class DumpSink:
 
 
 def wait_port(port, timeout=10):
-    import socket
     end = time.time() + timeout
     while time.time() < end:
         try:
@@ -223,7 +223,10 @@ def test_deferrals_under_heavy_receiving_refuse_nothing(tmp_path):
     asks; no message may be refused (451) for want of one. (With a fixed
     4096 slots a few hundred of 20,000 were refused.)"""
     mport = free_port()
-    d = Daemon("--threads", "1", "--dns", "127.0.0.1:9", "--max-connections", "2000",
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:  # a UDP port closed again
+        u.bind(("127.0.0.1", 0))
+        dns = u.getsockname()[1]
+    d = Daemon("--threads", "1", "--dns", f"127.0.0.1:{dns}", "--max-connections", "2000",
                "--max-connections-per-ip", "2000", "--metrics", f"127.0.0.1:{mport}",
                spool=str(tmp_path / "spool"))
     try:
@@ -396,7 +399,6 @@ def test_delete_answers_once_its_record_is_durable(tmp_path):
 
 def control(spool, data, shut=True):
     """Raw bytes to the control socket; the whole answer."""
-    import socket
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(10)
         s.connect(os.path.join(spool, "control"))
