@@ -39,7 +39,9 @@
  *    spool never has two live requests in one slot); the full request id is
  *    kept to pass back. A coalesced write is a group of slots chained by
  *    gnext in offset order; its ring tag is the first member's slot, which
- *    holds the group's iovec array;
+ *    holds the group's iovec array. The table grows as the spool makes
+ *    slots (ss_ops_fit), so no ss_op pointer is kept across a call that
+ *    may collect;
  *  - collected writes are submitted before the loop waits: turn_end (and a
  *    drain) emits them, so a write never waits for a later turn;
  *  - a short write is resubmitted for its remainder (files on tmpfs or a
