@@ -194,7 +194,7 @@ static bool ss_collect(struct spool_store *ss, bool is_append, uint64_t token, u
 	while (spool_req_next(ss->sp, &q)) {
 		uint32_t slot = (uint32_t)q.id;
 		if (!ss_ops_fit(ss, slot)) {
-			spool_req_done(ss->sp, q.id, -ENOMEM); /* its message fails (451) */
+			spool_req_done(ss->sp, q.id, -ENOMEM); /* out of memory: the request fails */
 			continue;
 		}
 		if (ss->ops[slot].kind != SS_FREE)

@@ -1260,7 +1260,7 @@ static int sp_pread_all(struct spool *sp, int fd, void *dst, size_t n, uint64_t 
 	return r == (int64_t)n ? RM_OK : RM_EIO;
 }
 
-/* spool_msg_load - read a live message's commit record back */
+/* spool_msg_need - the arena bytes spool_msg_load of id takes */
 size_t spool_msg_need(struct spool *sp, struct slice id)
 {
 	const struct sp_ent *e = sp_ent_find(sp, id);
@@ -1272,6 +1272,7 @@ size_t spool_msg_need(struct spool *sp, struct slice id)
 	       (e->next ? arena_round(sizeof(struct spool_extent) * e->next) : 0);
 }
 
+/* spool_msg_load - read a live message's commit record back */
 int spool_msg_load(struct spool *sp, struct slice id, struct arena *a, struct spool_env *out)
 {
 	struct sp_ent *e = sp_ent_find(sp, id);
