@@ -13,10 +13,12 @@
 # at 50 and 1000 sessions, 10 KB messages: ringmta's CPU per accepted
 # message (utime+stime of the whole process, io-wq workers included),
 # ringmta-blast's own CPU per message, msgs/s, and fdatasyncs per message.
-# Delivery is kept idle by a DNS server that never answers (a UDP socket
-# nobody reads): with a resolver that answers NXDOMAIN at once every
-# message would bounce, and building the bounces would dominate the run.
 # Ports come from a free-port probe; RINGMTA_THREADS sets --threads (1).
+#
+# In both modes delivery is kept idle by a DNS server that never answers (a
+# UDP socket nobody reads): with a resolver that answers NXDOMAIN at once
+# every message would bounce, and building and delivering the bounces
+# would dominate the run, which is then no longer receive-only.
 set -eu
 build=$1
 msgs=${2:-20000}
@@ -34,27 +36,29 @@ start_ringmta() {
 	rm -rf "$spool"
 	"$ringmta" --listen "127.0.0.1:$port" --metrics "127.0.0.1:$mport" --spool "$spool" \
 		--threads "$threads" --min-free-space 0 --max-connections 15000 \
-		--max-connections-per-ip 15000 --hostname bench.test "$@" 2>/dev/null &
+		--max-connections-per-ip 15000 --hostname bench.test \
+		--dns "127.0.0.1:$(cat "$dnsfile")" "$@" 2>/dev/null &
 	rpid=$!
 	wait_ready 5
 }
 
 stop_pid() { kill -KILL "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
 
-if [ "$mode" = blast ]; then
-	spool=/var/tmp/ringmta-bench-blast.$$
-	dnsfile=$(mktemp)
-	python3 -c 'import socket, sys, time
+dnsfile=$(mktemp)
+python3 -c 'import socket, sys, time
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
 open(sys.argv[1], "w").write(str(s.getsockname()[1])); time.sleep(86400)' "$dnsfile" &
-	dpid=$!
-	trap 'kill $dpid 2>/dev/null; rm -f "$dnsfile"' EXIT
-	while [ ! -s "$dnsfile" ]; do sleep 0.05; done
+dpid=$!
+trap 'kill $dpid 2>/dev/null; rm -f "$dnsfile"' EXIT
+while [ ! -s "$dnsfile" ]; do sleep 0.05; done
+
+if [ "$mode" = blast ]; then
+	spool=/var/tmp/ringmta-bench-blast.$$
 	threads=${RINGMTA_THREADS:-1}
 	for sess in 50 1000; do
 		port=$(free_port)
 		mport=$(free_port)
-		start_ringmta --dns "127.0.0.1:$(cat "$dnsfile")"
+		start_ringmta
 		c0=$(cpu_ticks $rpid)
 		out=$(/usr/bin/time -f 'blast_cpu %U %S' "$build/ringmta-blast" --target "127.0.0.1:$port" \
 			--connections "$sess" --messages "$msgs" --size 10240 --json 2>&1 || true)
