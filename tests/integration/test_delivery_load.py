@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import re
+import resource
 import signal
 import socket
 import stat
@@ -210,8 +211,7 @@ def test_one_inbound_session_spreads_delivery_over_shards(dumpsink):
 
 def raise_nofile():
     """In a child: as many descriptors as the hard limit allows."""
-    import resource
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
