@@ -144,6 +144,8 @@ void metrics_render(const struct shard_stats *st, unsigned open, FILE *f)
 	       st->body_copied);
 	metric(f, "ringmta_spool_syncs_total", "counter", "fdatasync calls that acknowledged messages",
 	       st->spool_syncs);
+	metric(f, "ringmta_spool_requests_in_flight", "gauge",
+	       "Spool writes and fdatasyncs in the kernel (a backlog here is a slow disk)", st->spool_in_flight);
 	metric(f, "ringmta_spool_commits_failed_total", "counter", "Messages whose commit failed",
 	       st->commits_failed);
 	fprintf(f, "# HELP ringmta_replies_total SMTP replies sent, by class\n# TYPE ringmta_replies_total counter\n");

@@ -1753,6 +1753,7 @@ static int shard_setup(struct shard *sh)
 		.syncs = &sh->st.spool_syncs,
 		.sync_ns_hist = sh->st.sync_hist,
 		.body_copied = &sh->st.body_copied,
+		.in_flight = &sh->st.spool_in_flight,
 	};
 	if (s->cfg.deliver != NULL) {
 		struct net_deliver_env denv = { .ring = &sh->ring, .shard = sh->idx, .stats = &sh->st };

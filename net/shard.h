@@ -138,6 +138,7 @@ struct shard_stats {
 	uint64_t buffers_total;
 	uint64_t buffers_free;
 	uint64_t spool_syncs;
+	uint64_t spool_in_flight;       /* gauge: spool writes and syncs in the kernel */
 	uint64_t sync_hist[STORE_SYNC_BUCKETS];
 	uint64_t body_copied;
 	uint64_t commits_failed;

@@ -73,6 +73,7 @@ struct store_env {
 	uint64_t *syncs;          /* fdatasync calls that acknowledged messages */
 	uint64_t *sync_ns_hist;   /* fdatasync latency histogram, STORE_SYNC_BUCKETS */
 	uint64_t *body_copied;    /* body bytes copied in user space */
+	uint64_t *in_flight;      /* optional gauge: writes and syncs in the kernel */
 	/* Optional: every message made durable (and every unfinished one
 	 * recovered in create, with its recipients' states) goes here. */
 	void (*queued)(void *qctx, const struct store_spool_ref *ref, const char *id,

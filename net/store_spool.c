@@ -696,6 +696,8 @@ static void ss_turn_end(void *st)
 	ss_report(ss);
 	spool_flush(ss->sp);
 	(void)ss_submit(ss, false, 0, 0);
+	if (ss->env.in_flight != NULL)
+		__atomic_store_n(ss->env.in_flight, ss->pending, __ATOMIC_RELAXED);
 	if (ss->pending == 0) {
 		uint64_t now = ss_now_ns();
 		if (now >= ss->gc_at) {

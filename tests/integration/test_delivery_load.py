@@ -13,7 +13,8 @@ binaries over loopback.
   delete answers only once its journal record is durable (the daemon's
   writes slowed by a blkio cgroup).
 - 1000 sessions into one shard while every message is deferred at once:
-  nothing refused for want of spool request slots.
+  nothing refused for want of spool request slots; the in-flight gauge
+  shows a throttled disk's backlog.
 
 Run with Debian's /usr/bin/python3 -m pytest; RINGMTA_BUILD names the build.
 """
@@ -27,6 +28,7 @@ import socket
 import stat
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -393,6 +395,37 @@ def test_delete_answers_once_its_record_is_durable(tmp_path):
     try:
         left = [ln.split()[0] for ln in queue(spool, "list").stdout.decode().splitlines()]
         assert victim not in left and len(left) == 1
+    finally:
+        d.stop()
+
+
+def test_in_flight_gauge_shows_a_slow_disk(tmp_path):
+    """ringmta_spool_requests_in_flight counts the spool's writes and
+    fdatasyncs in the kernel: at rest 0, above 0 while a message's
+    fdatasync crawls through a throttled disk, 0 again once it is done."""
+    spool = str(tmp_path / "spool")
+    mport = free_port()
+    gauge = "ringmta_spool_requests_in_flight"
+    d = Daemon("--smarthost", "127.0.0.1:9", "--retry-schedule", "3600", "--metrics", f"127.0.0.1:{mport}",
+               spool=spool)
+    try:
+        d.send("a@src.test", ["r0@dst.test"], b"Subject: warm\r\n\r\nfirst\r\n")
+        assert metric(mport, gauge) == 0
+        seen = 0
+        with slow_writes(d.proc, spool, iops=2):
+            t = threading.Thread(target=d.send,
+                                 args=("a@src.test", ["r1@dst.test"], b"Subject: slow\r\n\r\nsecond\r\n"))
+            t.start()
+            end = time.time() + 20
+            while t.is_alive() and time.time() < end:
+                seen = max(seen, metric(mport, gauge))
+                time.sleep(0.05)
+            t.join(30)
+        assert seen >= 1, "no request in flight seen while the disk crawled"
+        end = time.time() + 10
+        while metric(mport, gauge) and time.time() < end:
+            time.sleep(0.1)
+        assert metric(mport, gauge) == 0
     finally:
         d.stop()
 
