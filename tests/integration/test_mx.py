@@ -246,6 +246,11 @@ def test_one_inbound_session_spreads_mx_delivery_over_shards(dns, daemons):
         top, low = max(shards.values()), min(shards.values())
         print("shard CPU ticks (one inbound session, MX):", shards)
         assert top > 0
-        assert low >= top * 0.25, f"the other shard did {low} ticks against {top}"
+        # Without the hand-off the other shard does next to nothing (its
+        # idle turns: a tick or two). With it, runs here gave the less busy
+        # shard 17% to 69% of the busier one's ticks (10 ms quanta, and how
+        # much of the backlog is handed over depends on how the one
+        # session's messages arrive), so a sixth is the line.
+        assert low >= top / 6, f"the other shard did {low} ticks against {top}"
     finally:
         sink.stop()
