@@ -15,6 +15,9 @@ metric() { curl -s "http://127.0.0.1:$mport/metrics" | awk -v k="$1" '$1 == k { 
 # cpu_ticks PID - user + system CPU of a process, all its threads, in ticks
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
+# rss_kb PID - a process's resident set size in KB
+rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+
 # wait_ready SECONDS - until ringmta's /readyz says 200, polled every 20 ms;
 # exits the script when it does not within SECONDS
 wait_ready() {

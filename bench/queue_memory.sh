@@ -23,8 +23,6 @@ spid=$!
 rpid=
 trap 'kill $spid $rpid 2>/dev/null || true; rm -rf "$spool"' EXIT
 
-rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
-
 # start - ringmta on the spool; ready_s: the seconds until /readyz says 200
 start() {
 	t0=$(date +%s.%N)

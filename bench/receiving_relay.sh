@@ -126,7 +126,7 @@ stop_pid $rpid
 
 # RSS with 10,000 idle connections.
 start_ringmta
-rss0=$(awk '/VmRSS/ { print $2 }' "/proc/$rpid/status")
+rss0=$(rss_kb "$rpid")
 /usr/bin/python3 - "$port" <<'EOF' &
 import socket, sys, time
 conns = []
@@ -142,7 +142,7 @@ ppid=$!
 rm -f /tmp/ringmta-idle-ready
 i=0
 while [ ! -e /tmp/ringmta-idle-ready ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
-rss1=$(awk '/VmRSS/ { print $2 }' "/proc/$rpid/status")
+rss1=$(rss_kb "$rpid")
 open=$(metric ringmta_connections_open)
 echo "idle connections=$open rss_kb_before=$rss0 rss_kb_after=$rss1 kb_per_conn=$(echo "$rss0 $rss1 $open" | awk '{ printf "%.2f", ($2 - $1) / $3 }')"
 stop_pid $ppid
